@@ -1,0 +1,120 @@
+"""The command line: `python -m app [serve|build|status|ask]`. Thin: parse, call the core, print.
+
+Errors from the core become one line on stderr and exit status 1; no traceback reaches the user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from .errors import VerbatimError
+from .settings import Settings
+
+
+def parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--corpus", help="documents folder (default: corpus/, or $VERBATIM_CORPUS)")
+    common.add_argument("--index", help="index folder (default: index/, or $VERBATIM_INDEX)")
+    top = argparse.ArgumentParser(prog="python -m app", parents=[common],
+                                  description="Answers questions about your documents with exact quotes.")
+    sub = top.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", parents=[common], help="the chat page in the browser (the default)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=7860)
+    serve.add_argument("--no-build", action="store_true", help="serve the index as it is")
+    b = sub.add_parser("build", parents=[common], help="(re)build the index, incrementally")
+    b.add_argument("--full", action="store_true", help="re-embed everything")
+    b.add_argument("--json", action="store_true", help="print the counts as one JSON object")
+    st = sub.add_parser("status", parents=[common], help="what is indexed and whether it is stale")
+    st.add_argument("--json", action="store_true")
+    ask = sub.add_parser("ask", parents=[common], help="one answer on the command line")
+    ask.add_argument("question")
+    ask.add_argument("--history", nargs="*", default=[], metavar="Q", help="earlier questions of the conversation")
+    ask.add_argument("--json", action="store_true", help="print the answer JSON")
+    ask.add_argument("--no-build", action="store_true", help="do not update the index first")
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    settings = Settings.from_env(args.corpus, args.index)
+    command = args.command or "serve"
+    try:
+        if command == "build":
+            return _build(settings, args)
+        if command == "status":
+            return _status(settings, args)
+        if command == "ask":
+            return _ask(settings, args)
+        return _serve(settings, args)
+    except VerbatimError as exc:
+        print(f"verbatim: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("verbatim: interrupted; the last complete index is still in place", file=sys.stderr)
+        return 130
+
+
+def _build(settings: Settings, args) -> int:
+    from .qa import QA
+
+    report = QA(settings).build(full=args.full)
+    if args.json:
+        print(json.dumps(report.to_json(), ensure_ascii=False))
+        return 0
+    print(f"{report.added} added, {report.changed} changed, {report.removed} removed, {report.unchanged} unchanged, "
+          f"{report.skipped} skipped; {report.chunks} passages ({report.embedded_chunks} embedded) "
+          f"in {report.seconds:.1f}s")
+    for skipped in report.skipped_files:
+        print(f"  skipped {skipped.path}: {skipped.reason}")
+    return 0
+
+
+def _status(settings: Settings, args) -> int:
+    from .status import index_status
+
+    status = index_status(settings)
+    if args.json:
+        print(json.dumps(status, ensure_ascii=False))
+    else:
+        print(status["summary"])
+    return 0
+
+
+def _ask(settings: Settings, args) -> int:
+    from .qa import QA
+
+    qa = QA(settings)
+    if not args.no_build:
+        qa.build()
+    answer = qa.ask(args.question, args.history)
+    if args.json:
+        print(json.dumps(answer.to_json(), ensure_ascii=False))
+        return 0
+    if answer.notice:
+        print(f"({answer.notice})")
+    print(answer.answer)
+    for c in answer.citations:
+        where = " > ".join(p for p in (c.section,) if p)
+        page = f", page {c.page}" if c.page else ""
+        print(f"  [{c.id}] {c.title} ({c.doc}{page}{', ' + where if where else ''}) chars {c.start}-{c.end}")
+    return 0
+
+
+def _serve(settings: Settings, args) -> int:
+    from .qa import QA
+    from .ui import serve
+
+    qa = QA(settings)
+    if not getattr(args, "no_build", False):
+        qa.build()
+    serve(qa, host=getattr(args, "host", "127.0.0.1"), port=getattr(args, "port", 7860))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

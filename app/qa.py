@@ -1,0 +1,171 @@
+"""The one entry point: `QA.ask(question, history) -> Answer`, used by the UI, the CLI and eval.
+
+A `QA` holds the current index and notices when a build publishes a new one: the next question loads it,
+while questions already running finish on the index they started with. Follow-up questions ("Who funds
+it?") are searched together with the conversation's earlier questions and stay near the passages those
+questions were answered from.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import unicodedata
+from collections import OrderedDict
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from . import acronyms
+from .answer import (
+    compose, confidence, select_quotes, sentence_candidates, unknown_names, whole_passages,
+)
+from .build import BuildReport, build
+from .embedding import Embedder, default_embedder
+from .documents import Unreadable, load_document
+from .lexical import tokens
+from .records import Answer, Citation, Document
+from .retrieval import retrieve
+from .settings import Settings
+from .store import IndexDir, Store, load_store
+
+FOLLOW_UP_WEIGHT = 0.6  # weight of the previous question's vector in a follow-up's query vector
+CONTEXT_BOOST = 0.08  # fused-score bonus for passages in the section the conversation is about
+_ANAPHORA = re.compile(
+    r"\b(it|its|it's|they|them|their|theirs|this|that|these|those|he|him|his|she|her|there|then|the same|"
+    r"the program|the initiative|the project|the agreement|the statement|the summit|the meeting)\b", re.I)
+_ELLIPSIS = re.compile(r"^(and|what about|how about|what of|also|and what about)\b", re.I)
+
+
+class QA:
+    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
+        self.settings = settings
+        self.embedder = embedder or default_embedder()
+        self._store: Store | None = None
+        self._lock = threading.Lock()
+        self.documents = DocumentTexts(settings.corpus, int(settings.max_file_mb * 1e6))
+
+    # --- the index ---------------------------------------------------------------------------------------
+
+    def build(self, full: bool = False) -> BuildReport:
+        report = build(self.settings, self.embedder, full=full)
+        self._store = None if report.rebuilt else self._store
+        return report
+
+    def store(self) -> Store:
+        """The current build, reloaded when a newer one has been published; cheap when nothing changed."""
+        current = IndexDir(self.settings.index).current()
+        store = self._store
+        if store is not None and (current is None or store.folder == current):
+            return store  # a vanished link keeps the last good index serving
+        with self._lock:
+            if self._store is None or self._store.folder != current:
+                self._store = load_store(self.settings.index, self.embedder.model_id, self.embedder.dimension)
+            return self._store
+
+    # --- questions ---------------------------------------------------------------------------------------
+
+    def ask(self, question: str, history: Sequence[str] = ()) -> Answer:
+        """Answer `question` by quoting the corpus; `history` holds the conversation's earlier questions."""
+        question, notice = clean_question(question, self.settings.answer.max_question_chars)
+        if not question:
+            return Answer(question, True, "Please type a question about the documents.", (), 0.0, notice, "")
+        store = self.store()
+        settings = self.settings.answer
+        context = [clean_question(q, settings.max_question_chars)[0] for q in history if q and q.strip()][-2:]
+        follow_up = bool(context) and is_follow_up(question)
+        query = acronyms.expand(" ".join([question, *context]) if follow_up else question, store.acronyms)
+        vectors = self.embedder.embed([acronyms.expand(question, store.acronyms), *context] if follow_up
+                                      else [query])
+        query_vector = vectors[0] + FOLLOW_UP_WEIGHT * vectors[1:].sum(axis=0) if follow_up else vectors[0]
+        query_vector = (query_vector / max(float(np.linalg.norm(query_vector)), 1e-9)).astype(np.float32)
+        boost = self._context_boost(store, context, query_vector) if follow_up else None
+        hits = retrieve(store, query, query_vector, settings, boost)
+        if settings.whole_passages:
+            citations = whole_passages(store, hits, settings)
+            conf = hits[0].fused if hits else 0.0
+        else:
+            terms = tokens(query)
+            candidates = sentence_candidates(store, hits, question, query_vector, settings, terms)
+            unknown = [] if follow_up else unknown_names(store, question)
+            conf = confidence(candidates[0] if candidates else None, unknown)
+            citations = select_quotes(store, candidates, settings)
+        citations = [c for c in citations if self.documents.verbatim(store, c)]
+        abstained = not citations or conf < settings.abstain_below
+        if abstained:
+            citations = citations[:3]
+        return compose(question, citations, abstained, conf, query, notice)
+
+    def _context_boost(self, store: Store, context: list[str], query_vector: np.ndarray) -> dict[int, float]:
+        """Rows in the sections that the previous question's best passages came from."""
+        previous = context[-1]
+        vector = self.embedder.embed([acronyms.expand(previous, store.acronyms)])[0]
+        hits = retrieve(store, previous, vector, self.settings.answer)[:2]
+        sections = {(store.chunks[h.row].doc, store.chunks[h.row].section) for h in hits}
+        rows = {h.row for h in hits}
+        return {row: CONTEXT_BOOST for row, chunk in enumerate(store.chunks)
+                if row in rows or (chunk.doc, chunk.section) in sections and chunk.section} if hits else {}
+
+
+def clean_question(question: str, max_chars: int) -> tuple[str, str | None]:
+    """Strip control characters and surrounding space; cut over-long input, saying so."""
+    if not isinstance(question, str):
+        question = "" if question is None else str(question)
+    cleaned = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in question)
+    cleaned = " ".join(cleaned.split())
+    if len(cleaned) > max_chars:
+        return cleaned[:max_chars], f"Your question was {len(cleaned):,} characters; only the first {max_chars:,} were used."
+    return cleaned, None
+
+
+def is_follow_up(question: str) -> bool:
+    """A question that points back ("it", "they", "that program") or is too short to stand on its own."""
+    return bool(_ANAPHORA.search(question) or _ELLIPSIS.match(question) or len(tokens(question)) <= 1)
+
+
+class DocumentTexts:
+    """Document texts as the loader reads them, cached by file size and mtime, for the verbatim check.
+
+    A file edited since the build is not used (its offsets no longer apply); the index's own copy of the
+    passage then vouches for the quote until the next build.
+    """
+
+    LIMIT = 32
+
+    def __init__(self, corpus: Path, max_bytes: int) -> None:
+        self.corpus = corpus
+        self.max_bytes = max_bytes
+        self._cache: OrderedDict[str, tuple[tuple[int, int], Document | None]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, path: str, sha256: str) -> Document | None:
+        file = self.corpus / path
+        try:
+            stat = file.stat()
+        except OSError:
+            return None
+        key = (stat.st_mtime_ns, stat.st_size)
+        with self._lock:
+            cached = self._cache.get(path)
+            if cached and cached[0] == key:
+                self._cache.move_to_end(path)
+                return cached[1]
+        try:
+            doc = load_document(file, self.corpus, self.max_bytes)
+        except Unreadable:
+            doc = None
+        doc = doc if doc is not None and doc.sha256 == sha256 else None
+        with self._lock:
+            self._cache[path] = (key, doc)
+            while len(self._cache) > self.LIMIT:
+                self._cache.popitem(last=False)
+        return doc
+
+    def verbatim(self, store: Store, citation: Citation) -> bool:
+        """`text[start:end] == quote` for the citation's document (and for the indexed passage)."""
+        offset = citation.start - citation.context_start
+        if citation.context[offset:offset + len(citation.quote)] != citation.quote:
+            return False
+        doc = self.get(citation.doc, store.manifest["files"][citation.doc]["sha256"])
+        return doc is None or doc.text[citation.start:citation.end] == citation.quote

@@ -1,0 +1,60 @@
+"""Settings: where the corpus and index live, how passages are cut, and how answers are chosen.
+
+Chunking settings are recorded in the manifest: changing them invalidates the index automatically.
+Answer settings are read at question time and cost no rebuild.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+FORMAT_VERSION = 1
+APP_VERSION = "0.1.0"
+
+
+@dataclass(frozen=True)
+class ChunkingSettings:
+    max_chars: int = 900  # a passage grows by whole paragraphs up to this size
+    min_chars: int = 200  # short paragraphs merge with their neighbours in the same section
+    fixed_chars: int = 0  # > 0: plain fixed-size windows instead (the tutorial baseline)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class AnswerSettings:
+    """How passages are retrieved and quotes chosen; `mode` selects the baselines that eval compares."""
+
+    mode: str = "hybrid"  # hybrid | dense | lexical
+    whole_passages: bool = False  # quote whole passages instead of sentences (baseline)
+    candidates: int = 40  # passages taken from each retriever before fusion
+    passages: int = 6  # fused passages whose sentences compete for the quote
+    max_quotes: int = 4
+    abstain_below: float = 0.42  # confidence threshold, chosen on the dev splits (see eval report)
+    max_question_chars: int = 1000
+
+
+@dataclass(frozen=True)
+class Settings:
+    corpus: Path = Path("corpus")
+    index: Path = Path("index")
+    model: str = "all-MiniLM-L6-v2"
+    chunking: ChunkingSettings = field(default_factory=ChunkingSettings)
+    answer: AnswerSettings = field(default_factory=AnswerSettings)
+    max_file_mb: float = 20.0
+    exact_search_limit: int = 200_000  # above this many passages the dense index is HNSW, not exact
+
+    @classmethod
+    def from_env(cls, corpus: str | None = None, index: str | None = None) -> "Settings":
+        """Command-line values win over VERBATIM_* environment variables, which win over defaults."""
+        return cls(
+            corpus=Path(corpus or os.environ.get("VERBATIM_CORPUS", "corpus")),
+            index=Path(index or os.environ.get("VERBATIM_INDEX", "index")),
+            max_file_mb=float(os.environ.get("VERBATIM_MAX_FILE_MB", cls.max_file_mb)),
+        )
+
+    def with_answer(self, **changes) -> "Settings":
+        return replace(self, answer=replace(self.answer, **changes))

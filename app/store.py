@@ -1,0 +1,291 @@
+"""The index on disk: a folder of plain files (JSON, JSON Lines, .npy, .npz, FAISS), never pickle.
+
+Layout under the index folder (see index/README.md):
+
+    current -> builds/<build id>     symlink, swapped atomically when a build is complete
+    builds/<build id>/               manifest.json, chunks.jsonl, chunk_vectors.npy, sentence_vectors.npy,
+                                     lexical.npz, lexical_vocab.json, acronyms.json [, dense.faiss]
+    .lock                            held by the one build that may run at a time
+
+A reader resolves `current` once and reads a complete build; a build in progress writes a folder no
+reader looks at. The store knows arrays and records, not the model.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .errors import BuildLocked, IndexMismatch, IndexMissing
+from .lexical import BM25
+from .records import Chunk
+from .settings import FORMAT_VERSION
+
+HNSW_M = 32
+HNSW_EF_SEARCH = 96
+
+
+@dataclass
+class Store:
+    """One complete, verified build, loaded for searching."""
+
+    folder: Path
+    manifest: dict
+    chunks: list[Chunk]
+    chunk_vectors: np.ndarray  # float32 (passages, dim)
+    sentence_vectors: np.ndarray  # float16 (sentences, dim), passage by passage
+    sentence_start: np.ndarray  # first sentence row of each passage; len = passages + 1
+    dense: object  # a faiss index over chunk_vectors
+    lexical: BM25
+    acronyms: dict[str, str]
+
+    @property
+    def titles(self) -> dict[str, str]:
+        return {path: info["title"] for path, info in self.manifest["files"].items()}
+
+    def sentence_rows(self, row: int) -> range:
+        return range(int(self.sentence_start[row]), int(self.sentence_start[row + 1]))
+
+    def search_dense(self, query_vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        k = min(k, len(self.chunks))
+        if k <= 0:
+            return []
+        scores, rows = self.dense.search(query_vector.reshape(1, -1).astype(np.float32), k)
+        return [(int(r), float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0]
+
+
+# --- writing ---------------------------------------------------------------------------------------------
+
+
+def chunk_to_json(chunk: Chunk) -> dict:
+    return {
+        "doc": chunk.doc, "start": chunk.start, "end": chunk.end, "section": chunk.section, "page": chunk.page,
+        "sha": hashlib.sha256(chunk.text.encode("utf-8")).hexdigest()[:16], "text": chunk.text,
+        "sentences": [list(s) for s in chunk.sentences],
+    }
+
+
+def chunk_from_json(row: dict) -> Chunk:
+    return Chunk(row["doc"], row["start"], row["end"], row["text"], row["section"], row["page"],
+                 tuple((s, e) for s, e in row["sentences"]))
+
+
+def dense_index(vectors: np.ndarray, exact_limit: int):
+    """Exact inner-product search up to `exact_limit` passages, HNSW (8-bit codes) above it."""
+    import faiss
+
+    dim = vectors.shape[1]
+    if len(vectors) <= exact_limit:
+        index = faiss.IndexFlatIP(dim)
+    else:
+        index = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        index.train(vectors)
+        index.hnsw.efSearch = HNSW_EF_SEARCH
+    index.add(vectors)
+    return index
+
+
+def index_description(index) -> dict:
+    import faiss
+
+    if isinstance(index, faiss.IndexFlatIP):
+        return {"type": "flat", "metric": "inner_product"}
+    return {"type": "hnsw_sq8", "metric": "inner_product", "M": HNSW_M, "ef_search": HNSW_EF_SEARCH}
+
+
+def write_build(
+    folder: Path, manifest: dict, chunks: list[Chunk], chunk_vectors: np.ndarray,
+    sentence_vectors: np.ndarray, lexical: BM25, acronyms: dict[str, str], exact_limit: int,
+) -> None:
+    """Write every file of a build into `folder` (new, private), checksums last, manifest very last."""
+    import faiss
+
+    folder.mkdir(parents=True)
+    with open(folder / "chunks.jsonl", "w", encoding="utf-8") as out:
+        for chunk in chunks:
+            out.write(json.dumps(chunk_to_json(chunk), ensure_ascii=False) + "\n")
+    np.save(folder / "chunk_vectors.npy", chunk_vectors.astype(np.float32), allow_pickle=False)
+    np.save(folder / "sentence_vectors.npy", sentence_vectors.astype(np.float16), allow_pickle=False)
+    files = ["chunks.jsonl", "chunk_vectors.npy", "sentence_vectors.npy", *lexical.save(folder), "acronyms.json"]
+    (folder / "acronyms.json").write_text(json.dumps(acronyms, ensure_ascii=False, sort_keys=True), encoding="utf-8")
+    index = dense_index(chunk_vectors, exact_limit)
+    if not isinstance(index, faiss.IndexFlatIP):
+        faiss.write_index(index, str(folder / "dense.faiss"))
+        files.append("dense.faiss")
+    manifest = dict(manifest, index=index_description(index), artifacts={name: _checksum(folder / name) for name in files})
+    _write_synced(folder / "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False))
+    for name in files:
+        _fsync(folder / name)
+
+
+def _checksum(path: Path) -> dict:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _write_synced(path: Path, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as out:
+        out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
+
+
+# --- the index folder ------------------------------------------------------------------------------------
+
+
+class IndexDir:
+    """The index folder: which build is current, new private build folders, the atomic swap, the lock."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.builds = self.root / "builds"
+        self.link = self.root / "current"
+
+    def current(self) -> Path | None:
+        try:
+            target = os.readlink(self.link)
+        except OSError:
+            return None
+        path = (self.root / target).resolve()
+        return path if path.is_dir() else None
+
+    def new_build_folder(self) -> Path:
+        self.builds.mkdir(parents=True, exist_ok=True)
+        return self.builds / f".tmp-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+
+    def publish(self, private: Path) -> Path:
+        """Make a finished build current in one atomic rename, then remove builds older than the last two."""
+        final = self.builds / private.name.removeprefix(".tmp-")
+        private.rename(final)
+        tmp_link = self.root / f".current-{uuid.uuid4().hex[:8]}"
+        os.symlink(os.path.relpath(final, self.root), tmp_link)
+        os.replace(tmp_link, self.link)
+        dir_fd = os.open(self.root, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        self._prune(keep={final.name})
+        return final
+
+    def _prune(self, keep: set[str]) -> None:
+        """Keep the new build and the one before it (a reader may still be loading it); drop the rest,
+        including private folders left by interrupted builds."""
+        finished = sorted(p for p in self.builds.iterdir() if not p.name.startswith("."))
+        keep = keep | {p.name for p in finished[-2:]}
+        for path in self.builds.iterdir():
+            if path.name not in keep and not (path.name.startswith(".tmp-") and _recent(path)):
+                shutil.rmtree(path, ignore_errors=True)
+
+    @contextmanager
+    def lock(self, wait_seconds: float) -> Iterator[None]:
+        """One build at a time: wait up to `wait_seconds` for another build, then fail clearly."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "a+") as handle:
+            deadline = time.monotonic() + wait_seconds
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise BuildLocked(
+                            f"another build of {self.root} is running; wait for it to finish and try again"
+                        ) from None
+                    time.sleep(0.2)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _recent(path: Path, seconds: float = 3600) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime < seconds
+    except OSError:
+        return False
+
+
+# --- reading ---------------------------------------------------------------------------------------------
+
+
+def read_manifest(folder: Path) -> dict:
+    try:
+        return json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise IndexMismatch(f"the index at {folder} has no readable manifest ({exc}); run `python -m app build --full`") from None
+
+
+def check_manifest(manifest: dict, model_id: str, dimension: int) -> None:
+    """Refuse an index built by another format version or model: its vectors would give wrong answers."""
+    fix = "run `python -m app build --full` to rebuild it"
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise IndexMismatch(f"index format {manifest.get('format_version')} is not this program's {FORMAT_VERSION}; {fix}")
+    model = manifest.get("model", {})
+    if model.get("id") != model_id or model.get("dimension") != dimension:
+        raise IndexMismatch(
+            f"index was built with {model.get('id')} ({model.get('dimension')} dimensions), "
+            f"this program embeds with {model_id} ({dimension}); {fix}"
+        )
+
+
+def verify_artifacts(folder: Path, manifest: dict) -> None:
+    """Every file the manifest lists is there with its recorded size and sha256."""
+    for name, expected in manifest.get("artifacts", {}).items():
+        path = folder / name
+        if not path.is_file() or _checksum(path) != expected:
+            raise IndexMismatch(f"index file {name} is missing or damaged; run `python -m app build` to rebuild it")
+
+
+def load_store(index_root: Path, model_id: str, dimension: int, folder: Path | None = None) -> Store:
+    """Load and verify the current build (or `folder`): manifest, checksums, row counts, dimensions."""
+    folder = folder or IndexDir(index_root).current()
+    if folder is None:
+        raise IndexMissing(f"no index at {index_root}; run `python -m app build`")
+    manifest = read_manifest(folder)
+    check_manifest(manifest, model_id, dimension)
+    verify_artifacts(folder, manifest)
+    fix = "run `python -m app build --full` to rebuild it"
+    try:
+        chunks = [chunk_from_json(json.loads(line)) for line in open(folder / "chunks.jsonl", encoding="utf-8")]
+        chunk_vectors = np.load(folder / "chunk_vectors.npy", allow_pickle=False)
+        sentence_vectors = np.load(folder / "sentence_vectors.npy", allow_pickle=False)
+        lexical = BM25.load(folder)
+        acronyms = json.loads((folder / "acronyms.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, KeyError) as exc:
+        raise IndexMismatch(f"index at {folder} cannot be read ({exc}); {fix}") from None
+    counts = [len(c.sentences) for c in chunks]
+    sentence_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    if (
+        len(chunks) != manifest["counts"]["chunks"] or chunk_vectors.shape != (len(chunks), dimension)
+        or sentence_vectors.shape != (int(sentence_start[-1]), dimension)
+        or lexical.matrix.shape[1] != len(chunks)
+    ):
+        raise IndexMismatch(f"index row counts disagree with its manifest; {fix}")
+    if (folder / "dense.faiss").exists():
+        import faiss
+
+        dense = faiss.read_index(str(folder / "dense.faiss"))
+        dense.hnsw.efSearch = manifest["index"].get("ef_search", HNSW_EF_SEARCH)
+    else:
+        dense = dense_index(chunk_vectors, exact_limit=len(chunks))
+    return Store(folder, manifest, chunks, chunk_vectors, sentence_vectors, sentence_start, dense, lexical, acronyms)
