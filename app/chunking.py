@@ -206,7 +206,11 @@ def chunk_document(doc: Document, settings: ChunkingSettings) -> list[Chunk]:
             chunks.extend(_pack(doc, group, section, settings))
             group.clear()
 
+    page = None
     for block in blocks(text):
+        if doc.pages and doc.page_at(block.start) != page:
+            flush()  # a passage never spans two pages, so its citation's page is right
+            page = doc.page_at(block.start)
         if block.heading_level is not None:
             flush()
             while path and path[-1][0] >= block.heading_level:

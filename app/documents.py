@@ -36,7 +36,16 @@ def corpus_files(root: Path) -> tuple[list[Path], list[Skipped]]:
             if name.startswith("."):
                 continue
             path = Path(dirpath) / name
+            shown = relpath(path, root)
+            try:
+                shown.encode("utf-8")
+            except UnicodeEncodeError:
+                shown = os.fsencode(shown).decode("utf-8", "replace")
+                refused.append(Skipped(shown, "file name is not valid UTF-8; rename it"))
+                continue
             if path.suffix.lower() not in SUFFIXES:
+                refused.append(Skipped(shown, f"unsupported format ({path.suffix.lower() or 'no extension'}); "
+                                              "use .txt, .md, .html or .pdf"))
                 continue
             if path.is_symlink():
                 refused.append(Skipped(relpath(path, root), "symbolic link, not followed"))
@@ -178,6 +187,8 @@ class _HTMLText(HTMLParser):
             self.parts.append("\n\n" if tag in {"p", "div", "li", "h1", "h2", "h3", "h4", "h5", "h6"} else "\n")
         if tag == "li":
             self.parts.append("- ")
+        if tag in {"h1", "h2", "h3", "h4", "h5", "h6"}:
+            self.parts.append("#" * int(tag[1]) + " ")  # a Markdown heading, so chunking sees the structure
 
     def handle_endtag(self, tag):
         if tag in self.HIDDEN and self.hidden:
@@ -212,14 +223,19 @@ def _pdf_text(data: bytes) -> tuple[str, tuple[tuple[int, int], ...], str]:
     """Text per page, pages separated by a form feed, with each page's span kept for citations."""
     import io
 
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    import logging
 
+    from pypdf import PdfReader
+    from pypdf.errors import DependencyError, FileNotDecryptedError, PyPdfError
+
+    logging.getLogger("pypdf").setLevel(logging.ERROR)  # its warnings about damaged files are noise here
     try:
         reader = PdfReader(io.BytesIO(data))
         texts = [(page.extract_text() or "") for page in reader.pages]
         meta_title = (reader.metadata.title if reader.metadata else None) or ""
-    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+    except (FileNotDecryptedError, DependencyError):
+        raise Unreadable("encrypted PDF (password-protected or copy-protected); save an unprotected copy") from None
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as exc:
         raise Unreadable(f"broken PDF ({type(exc).__name__}: {str(exc)[:80]})") from None
     parts: list[str] = []
     pages: list[tuple[int, int]] = []

@@ -22,7 +22,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 import numpy as np
@@ -175,6 +175,7 @@ class IndexDir:
     def publish(self, private: Path) -> Path:
         """Make a finished build current in one atomic rename, then remove builds older than the last two."""
         final = self.builds / private.name.removeprefix(".tmp-")
+        replaced = self.current()
         private.rename(final)
         tmp_link = self.root / f".current-{uuid.uuid4().hex[:8]}"
         os.symlink(os.path.relpath(final, self.root), tmp_link)
@@ -184,14 +185,12 @@ class IndexDir:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-        self._prune(keep={final.name})
+        self._prune(keep={final.name} | ({replaced.name} if replaced else set()))
         return final
 
     def _prune(self, keep: set[str]) -> None:
-        """Keep the new build and the one before it (a reader may still be loading it); drop the rest,
-        including private folders left by interrupted builds."""
-        finished = sorted(p for p in self.builds.iterdir() if not p.name.startswith("."))
-        keep = keep | {p.name for p in finished[-2:]}
+        """Keep the new build and the one it replaced (a reader may still be loading it); drop the rest,
+        including private folders left by interrupted builds (unless recent: a build may be running)."""
         for path in self.builds.iterdir():
             if path.name not in keep and not (path.name.startswith(".tmp-") and _recent(path)):
                 shutil.rmtree(path, ignore_errors=True)
@@ -249,11 +248,29 @@ def check_manifest(manifest: dict, model_id: str, dimension: int) -> None:
 
 
 def verify_artifacts(folder: Path, manifest: dict) -> None:
-    """Every file the manifest lists is there with its recorded size and sha256."""
+    """Every file the manifest lists is there with its recorded size and sha256, and the row counts agree
+    (read from the .npy headers and line count, without loading the arrays)."""
+    fix = "run `python -m app build --full` to rebuild it"
     for name, expected in manifest.get("artifacts", {}).items():
         path = folder / name
         if not path.is_file() or _checksum(path) != expected:
-            raise IndexMismatch(f"index file {name} is missing or damaged; run `python -m app build` to rebuild it")
+            raise IndexMismatch(f"index file {name} is missing or damaged; {fix}")
+    try:
+        counts = manifest["counts"]
+        with open(folder / "chunks.jsonl", "rb") as handle:
+            records = sum(1 for _ in handle)
+        chunk_rows = np.load(folder / "chunk_vectors.npy", mmap_mode="r", allow_pickle=False).shape[0]
+        sentence_rows = np.load(folder / "sentence_vectors.npy", mmap_mode="r", allow_pickle=False).shape[0]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise IndexMismatch(f"index at {folder} cannot be read ({exc}); {fix}") from None
+    if not records == chunk_rows == counts["chunks"] or sentence_rows != counts["sentences"]:
+        raise IndexMismatch(f"index row counts disagree with its manifest; {fix}")
+
+
+def safe_doc_path(path: str) -> bool:
+    """A corpus-relative path that cannot point outside the corpus (an index may come from anyone)."""
+    parts = PurePosixPath(path).parts
+    return bool(parts) and not PurePosixPath(path).is_absolute() and ".." not in parts and "\\" not in path
 
 
 def load_store(index_root: Path, model_id: str, dimension: int, folder: Path | None = None) -> Store:
@@ -273,6 +290,8 @@ def load_store(index_root: Path, model_id: str, dimension: int, folder: Path | N
         acronyms = json.loads((folder / "acronyms.json").read_text(encoding="utf-8"))
     except (OSError, ValueError, KeyError) as exc:
         raise IndexMismatch(f"index at {folder} cannot be read ({exc}); {fix}") from None
+    if not all(safe_doc_path(p) for p in manifest["files"]) or any(c.doc not in manifest["files"] for c in chunks):
+        raise IndexMismatch(f"index at {folder} names documents outside its corpus; {fix}")
     counts = [len(c.sentences) for c in chunks]
     sentence_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     if (

@@ -1,0 +1,187 @@
+"""Passages and sentences: offsets that always slice the document back to the stored text, sentences that do
+not break on abbreviations or list markers, and heading paths a reader can follow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.chunking import chunk_document, split_sentences
+from app.documents import load_corpus, load_document
+from app.records import Document
+from app.settings import ChunkingSettings
+
+CORPUS = Path(__file__).resolve().parent / "data" / "corpus"
+MAX_BYTES = 20_000_000
+SETTINGS = [ChunkingSettings(), ChunkingSettings(max_chars=150, min_chars=40), ChunkingSettings(fixed_chars=100)]
+
+STRUCTURED_SENTENCES = [
+    "The meeting opened at 9 a.m. on Monday.",
+    "Ms. Okafor of the U.S. delegation chaired the first session.",
+    "The chair thanked the host city for its hospitality.",
+    "The ministers agreed on two points:",
+    "The fisheries working group will report every six months.",
+    "The ports working group will publish its first survey in May.",
+    "The ministers welcomed the new search and rescue hotline.",
+    "It will be staffed around the clock from January.",
+    "The ministers noted that the sea wall fund reached 40 million dollars.",
+    "Dr. Lindqvist presented the coastal flooding map.",
+    "The ministers discussed the situation on the Korean Peninsula at 3 p.m. on Tuesday.",
+    "Ms. Park said the U.S. and the Republic of Korea remain in close contact.",
+    "They called for the full denuclearization of the Korean Peninsula.",
+    "The next meeting will be held in Lisbon in the spring.",
+    "The session closed at 5 p.m. after a short statement by the chair.",
+]
+
+
+def doc_of(text: str, path: str = "sample.txt") -> Document:
+    return Document(path, "Sample", text, "0" * 64)
+
+
+@pytest.fixture(scope="module")
+def corpus_docs() -> list[Document]:
+    docs, _ = load_corpus(CORPUS, MAX_BYTES)
+    return docs
+
+
+@pytest.fixture(scope="module")
+def structured() -> Document:
+    return load_document(CORPUS / "structured-readout.txt", CORPUS, MAX_BYTES)
+
+
+@pytest.mark.parametrize("settings", SETTINGS, ids=["default", "small", "fixed"])
+def test_every_chunk_and_sentence_slices_back_to_its_text(corpus_docs, settings):
+    for doc in corpus_docs:
+        chunks = chunk_document(doc, settings)
+        assert chunks, doc.path
+        for chunk in chunks:
+            assert chunk.doc == doc.path
+            assert doc.text[chunk.start:chunk.end] == chunk.text
+            previous_end = chunk.start
+            for start, end in chunk.sentences:
+                assert chunk.start <= start < end <= chunk.end
+                assert start >= previous_end  # in order, not overlapping
+                assert doc.text[start:end].strip() == doc.text[start:end]
+                previous_end = end
+
+
+def test_passages_are_in_document_order_and_do_not_overlap(corpus_docs):
+    for doc in corpus_docs:
+        chunks = chunk_document(doc, ChunkingSettings(max_chars=150, min_chars=40))
+        for before, after in zip(chunks, chunks[1:]):
+            assert before.end <= after.start
+
+
+def test_structured_sentences_survive_abbreviations_and_markers(structured):
+    sentences = [structured.text[s:e] for c in chunk_document(structured, ChunkingSettings()) for s, e in c.sentences]
+    assert sentences[2:] == STRUCTURED_SENTENCES  # after the title line and the disclaimer
+
+
+def test_no_sentence_is_lost_when_passages_are_small(structured):
+    chunks = chunk_document(structured, ChunkingSettings(max_chars=150, min_chars=40))
+    sentences = [structured.text[s:e] for c in chunks for s, e in c.sentences]
+    assert sentences[2:] == STRUCTURED_SENTENCES
+    assert all(c.end - c.start <= 150 * 1.3 for c in chunks)
+
+
+def test_heading_paths_follow_numbered_and_roman_sections(structured):
+    chunks = chunk_document(structured, ChunkingSettings())
+    section_of = {structured.text[s:e]: c.section for c in chunks for s, e in c.sentences}
+    assert section_of["Ms. Park said the U.S. and the Republic of Korea remain in close contact."] == \
+        "2. Regional and International Issues > iii. North Korea"
+    assert section_of["Dr. Lindqvist presented the coastal flooding map."] == \
+        "2. Regional and International Issues > ii. Climate Resilience"
+    assert section_of["The ports working group will publish its first survey in May."] == "1. Opening Session"
+    assert section_of["The next meeting will be held in Lisbon in the spring."] == "3. Closing"  # sub-point popped
+    headings = ("1. Opening Session", "iii. North Korea", "3. Closing")
+    assert not any(text in headings for text in section_of)  # headings are paths, not quotes
+
+
+def test_markdown_heading_paths(corpus_docs):
+    doc = next(d for d in corpus_docs if d.path == "garden-guide.md")
+    chunks = chunk_document(doc, ChunkingSettings())
+    fee = next(c for c in chunks if "annual fee of 25 euros" in c.text)
+    assert fee.section == "Community Garden Guide > Rules for plot holders"
+    assert "title:" not in " ".join(c.text for c in chunks)  # front matter is not a passage
+
+
+def test_html_headings_give_section_paths(corpus_docs):
+    doc = next(d for d in corpus_docs if d.path == "museum-page.html")
+    chunks = chunk_document(doc, ChunkingSettings())
+    tours = next(c for c in chunks if "Guided tours" in c.text)
+    assert tours.section is not None and tours.section.endswith("Collections")
+    assert "Collections" not in [doc.text[s:e] for c in chunks for s, e in c.sentences]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("The talks began at 3 p.m. on Monday. Ms. Okafor of the U.S. Navy spoke first. The U.S. sent a ship.",
+     ["The talks began at 3 p.m. on Monday.", "Ms. Okafor of the U.S. Navy spoke first.", "The U.S. sent a ship."]),
+    ("They agreed that (1) the fund grows and (2) the hotline opens. Dr. Lee agreed.",
+     ["They agreed that (1) the fund grows and (2) the hotline opens.", "Dr. Lee agreed."]),
+    ("The plan has three parts:\ni. Ministers meet twice a year.\nii. Officials meet monthly.\n"
+     "iii. Experts meet weekly.",
+     ["The plan has three parts:", "Ministers meet twice a year.", "Officials meet monthly.", "Experts meet weekly."]),
+    ("Two decisions:\n(1) The hotline opens in May.\n(2) The fund doubles. It is the largest ever.",
+     ["Two decisions:", "The hotline opens in May.", "The fund doubles.", "It is the largest ever."]),
+    ("Prices rose 4.5 percent in 2023. Wages did not!", ["Prices rose 4.5 percent in 2023.", "Wages did not!"]),
+])
+def test_split_sentences(text, expected):
+    assert [text[s:e] for s, e in split_sentences(text)] == expected
+
+
+def test_split_sentences_within_a_range_keeps_absolute_offsets():
+    text = "Header line.\n\nFirst sentence here. Second sentence here.\n"
+    start = text.index("First")
+    spans = split_sentences(text, start, len(text))
+    assert [text[s:e] for s, e in spans] == ["First sentence here.", "Second sentence here."]
+    assert spans[0][0] == start
+
+
+def test_long_paragraph_is_cut_between_sentences():
+    sentence = "The committee reviewed the harbour budget line by line. "
+    text = sentence * 40
+    chunks = chunk_document(doc_of(text), ChunkingSettings(max_chars=300, min_chars=50))
+    assert len(chunks) > 1
+    for chunk in chunks:
+        assert chunk.text.startswith("The committee") and chunk.text.endswith("line by line.")
+        assert chunk.end - chunk.start <= 300 * 1.3
+
+
+def test_fixed_windows_are_the_baseline_size():
+    text = "word " * 200
+    chunks = chunk_document(doc_of(text), ChunkingSettings(fixed_chars=100))
+    assert all(c.end - c.start <= 100 for c in chunks)
+    assert all(c.section is None for c in chunks)
+
+
+QUESTIONS = [
+    "When was the lighthouse on Gull Island built?",
+    "Who moved to the mainland when the light was automated?",
+    "When may hoses be used in the community garden?",
+    "How much is the annual fee for a plot holder?",
+    "What did Ms. Park say about the U.S. and the Republic of Korea?",
+    "When will the ports working group publish its first survey?",
+]
+
+
+def test_quotes_from_ask_are_exact_slices_of_the_file(fake_qa):
+    """The contract's invariant, checked the way a user would: open the file and slice it."""
+    quoted = 0
+    for question in QUESTIONS:
+        answer = fake_qa.ask(question)
+        for citation in answer.citations:
+            path = fake_qa.settings.corpus / citation.doc
+            if path.suffix in (".txt", ".md"):
+                text = open(path, encoding="utf-8").read()
+                assert text[citation.start:citation.end] == citation.quote
+                quoted += 1
+    assert quoted >= len(QUESTIONS)
+
+
+def test_answer_cites_the_section_path(fake_qa):
+    answer = fake_qa.ask("What did Ms. Park say about the U.S. and the Republic of Korea?")
+    first = answer.citations[0]
+    assert first.doc == "structured-readout.txt"
+    assert "Ms. Park said the U.S. and the Republic of Korea remain in close contact." in first.quote
+    assert first.section == "2. Regional and International Issues > iii. North Korea"
