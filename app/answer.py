@@ -1,96 +1,27 @@
 """Quote selection: the sentence that answers, scored in its passage's context, cited exactly — or an honest
 abstention with the nearest passages offered as related.
 
-Each sentence of the best passages is scored from its own similarity to the question, how much of the
-question's weight (IDF) its words cover, and its passage's score. The best sentence becomes the answer,
+Sentences are scored by the fitted sentence model (scoring.py). The best sentence becomes the answer,
 joined with a neighbour when it cannot stand alone (it opens with a pronoun pointing back, or it introduces
-a list with a colon). Confidence is the best score, lowered when the question names things (proper nouns,
-numbers) that the corpus never mentions; below a threshold chosen on dev splits, Verbatim abstains.
+a list with a colon); up to three more quotes that add something follow.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-
-import numpy as np
+from dataclasses import replace
 
 from .lexical import tokens
 from .records import Answer, Citation, Hit
+from .scoring import Candidate
 from .settings import AnswerSettings
 from .store import Store
 
-W_SENTENCE, W_COVERAGE, W_PASSAGE = 0.45, 0.30, 0.25
-TYPE_BONUS = 0.05  # a "how many / when" question and a sentence with a number in it
-UNKNOWN_NAME_PENALTY = 0.12  # per question name or number the corpus never mentions
-SUPPORT_MARGIN = 0.10
+SUPPORT_MARGIN = 1.0  # supporting quotes score within this many logits of the best one
 NEAR_DUPLICATE = 0.6
 _BACK_REFERENCE = re.compile(
     r"^(it|its|this|that|these|those|they|their|them|he|she|his|her|such|there|the latter|the former|both|"
     r"additionally|also|moreover|furthermore|in addition|however)\b", re.I)
-_NUMBER_QUESTION = re.compile(r"\b(how (many|much|long|often|old|large|big)|what (percent|percentage|year|date|amount|number)|"
-                              r"when|which year|what time)\b", re.I)
-_HAS_NUMBER = re.compile(r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|twenty|hundred|thousand|million|"
-                         r"billion|first|second|third|annual|year|month|week|day|january|february|march|april|may|june|"
-                         r"july|august|september|october|november|december)\b", re.I)
-
-
-@dataclass(frozen=True)
-class Candidate:
-    score: float
-    sentence_row: int
-    hit: Hit
-    index: int  # which sentence of the passage
-
-
-def sentence_candidates(store: Store, hits: list[Hit], question: str, query_vector: np.ndarray,
-                        settings: AnswerSettings, query_terms: list[str]) -> list[Candidate]:
-    """Every sentence of the top passages with its score, best first."""
-    top = hits[: settings.passages]
-    if not top:
-        return []
-    weights = dict(zip(query_terms, store.lexical.idf_of(query_terms)))
-    total = sum(weights.values()) or 1.0
-    wants_number = bool(_NUMBER_QUESTION.search(question))
-    best_fused = top[0].fused or 1.0
-    out: list[Candidate] = []
-    for hit in top:
-        rows = store.sentence_rows(hit.row)
-        if not len(rows):
-            continue
-        sims = store.sentence_vectors[rows.start:rows.stop].astype(np.float32) @ query_vector
-        chunk = store.chunks[hit.row]
-        passage = W_PASSAGE * (hit.dense + 0.5 * max(hit.fused / best_fused, 0.0)) / 1.5
-        for i, (start, end) in enumerate(chunk.sentences):
-            text = chunk.text[start - chunk.start:end - chunk.start]
-            words = set(tokens(text))
-            coverage = sum(w for t, w in weights.items() if t in words) / total
-            score = W_SENTENCE * float(sims[i]) + W_COVERAGE * coverage + passage
-            if wants_number:
-                score += TYPE_BONUS if _HAS_NUMBER.search(text) else -TYPE_BONUS
-            out.append(Candidate(score, rows.start + i, hit, i))
-    out.sort(key=lambda c: -c.score)
-    return out
-
-
-def unknown_names(store: Store, question: str) -> list[str]:
-    """Names and numbers in the question that occur nowhere in the corpus (e.g. another country's leader)."""
-    words = re.findall(r"\b[\w][\w'’.-]*", question)
-    unknown = []
-    for i, word in enumerate(words):
-        core = word.strip(".'’-")
-        is_name = core[:1].isupper() and i > 0 and not core.isupper() or any(ch.isdigit() for ch in core)
-        if is_name and core.lower() not in {"i"}:
-            terms = tokens(core)
-            if terms and all(t not in store.lexical.vocab for t in terms):
-                unknown.append(core)
-    return unknown
-
-
-def confidence(best: Candidate | None, unknown: list[str]) -> float:
-    if best is None:
-        return 0.0
-    return best.score - UNKNOWN_NAME_PENALTY * min(len(unknown), 3)
 
 
 def quote_span(store: Store, cand: Candidate) -> tuple[int, int]:
@@ -160,6 +91,7 @@ def fold(text: str) -> str:
 def compose(question: str, citations: list[Citation], abstained: bool, conf: float, query: str,
             notice: str | None = None) -> Answer:
     """The answer text shown to a person: the quotes marked [1] [2], or a plain abstention."""
+    citations = [replace(c, id=i) for i, c in enumerate(citations, start=1)]
     if abstained:
         lines = ["The documents don't say. I found nothing that answers this question."]
         if citations:

@@ -150,6 +150,17 @@ def _text_title(text: str) -> str:
     return ""
 
 
+_YAML_ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|x[0-9a-fA-F]{2}|.)")
+_YAML_SIMPLE = {"_": " ", "n": " ", "t": " ", '"': '"', "\\": "\\", "/": "/", " ": " ", "N": " ", "L": " ", "P": " "}
+
+
+def _unescape(match: re.Match) -> str:
+    code = match.group(1)
+    if code[0] in "uUx" and len(code) > 1:
+        return chr(int(code[1:], 16))
+    return _YAML_SIMPLE.get(code, code)
+
+
 def _clean_yaml_scalar(value: str, rest: str) -> str:
     """Enough of YAML for a title: quotes and folded continuation lines ("\\" at the end of a line)."""
     if value.startswith('"'):
@@ -160,7 +171,7 @@ def _clean_yaml_scalar(value: str, rest: str) -> str:
             parts[-1] = parts[-1][:-1]
             parts.append(line.strip().lstrip("\\"))
         joined = "".join(parts).rstrip('"')
-        return joined.replace("\\_", " ").replace('\\"', '"').strip()
+        return " ".join(_YAML_ESCAPE.sub(_unescape, joined).split())
     return value.strip("'").strip()
 
 

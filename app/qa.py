@@ -12,20 +12,20 @@ import re
 import threading
 import unicodedata
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from . import acronyms
-from .answer import (
-    compose, confidence, select_quotes, sentence_candidates, unknown_names, whole_passages,
-)
+from . import scoring
+from .answer import compose, select_quotes, whole_passages
 from .build import BuildReport, build
 from .embedding import Embedder, default_embedder
 from .documents import Unreadable, load_document
 from .lexical import tokens
-from .records import Answer, Citation, Document
+from .records import Answer, Citation, Document, Hit
 from .retrieval import retrieve
 from .settings import Settings
 from .store import IndexDir, Store, load_store
@@ -36,6 +36,18 @@ _ANAPHORA = re.compile(
     r"\b(it|its|it's|they|them|their|theirs|this|that|these|those|he|him|his|she|her|there|then|the same|"
     r"the program|the initiative|the project|the agreement|the statement|the summit|the meeting)\b", re.I)
 _ELLIPSIS = re.compile(r"^(and|what about|how about|what of|also|and what about)\b", re.I)
+
+
+@dataclass(frozen=True)
+class Search:
+    """What retrieval found for one question: the store it used, the rewritten query, and the hits."""
+
+    store: Store
+    query: str
+    vector: np.ndarray
+    hits: list[Hit]
+    terms: list[str]
+    follow_up: bool
 
 
 class QA:
@@ -71,33 +83,41 @@ class QA:
         question, notice = clean_question(question, self.settings.answer.max_question_chars)
         if not question:
             return Answer(question, True, "Please type a question about the documents.", (), 0.0, notice, "")
+        search = self.search(question, history)
+        store, settings = search.store, self.settings.answer
+        if settings.whole_passages:
+            citations = whole_passages(store, search.hits, settings)
+            conf = search.hits[0].fused if search.hits else 0.0
+        else:
+            candidates = scoring.score_sentences(store, search.hits[: settings.passages], question,
+                                                 search.vector, search.terms)
+            conf = scoring.confidence(scoring.confidence_features(
+                store, candidates, question, search.terms, search.follow_up))
+            citations = select_quotes(store, candidates, settings)
+        citations = [c for c in citations if self.documents.verbatim(store, c)]
+        threshold = settings.abstain_below if settings.abstain_below is not None else scoring.weights()["abstain_below"]
+        abstained = not citations or conf < threshold
+        if abstained:  # related passages: one quote from each of the nearest three
+            citations = [c for i, c in enumerate(citations)
+                         if all(c.context_start != o.context_start or c.doc != o.doc for o in citations[:i])][:3]
+        return compose(question, citations, abstained, conf, search.query, notice)
+
+    def search(self, question: str, history: Sequence[str] = ()) -> "Search":
+        """Retrieve passages for a cleaned question, rewriting a follow-up with the conversation."""
         store = self.store()
         settings = self.settings.answer
         context = [clean_question(q, settings.max_question_chars)[0] for q in history if q and q.strip()][-2:]
         follow_up = bool(context) and is_follow_up(question)
-        query = acronyms.expand(" ".join([question, *context]) if follow_up else question, store.acronyms)
-        vectors = self.embedder.embed([acronyms.expand(question, store.acronyms), *context] if follow_up
-                                      else [query])
-        query_vector = vectors[0] + FOLLOW_UP_WEIGHT * vectors[1:].sum(axis=0) if follow_up else vectors[0]
-        query_vector = (query_vector / max(float(np.linalg.norm(query_vector)), 1e-9)).astype(np.float32)
-        boost = self._context_boost(store, context, query_vector) if follow_up else None
-        hits = retrieve(store, query, query_vector, settings, boost)
-        if settings.whole_passages:
-            citations = whole_passages(store, hits, settings)
-            conf = hits[0].fused if hits else 0.0
-        else:
-            terms = tokens(query)
-            candidates = sentence_candidates(store, hits, question, query_vector, settings, terms)
-            unknown = [] if follow_up else unknown_names(store, question)
-            conf = confidence(candidates[0] if candidates else None, unknown)
-            citations = select_quotes(store, candidates, settings)
-        citations = [c for c in citations if self.documents.verbatim(store, c)]
-        abstained = not citations or conf < settings.abstain_below
-        if abstained:
-            citations = citations[:3]
-        return compose(question, citations, abstained, conf, query, notice)
+        own = acronyms.expand(question, store.acronyms)
+        query = acronyms.expand(" ".join([question, *context]), store.acronyms) if follow_up else own
+        vectors = self.embedder.embed([own, *context] if follow_up else [own])
+        vector = vectors[0] + FOLLOW_UP_WEIGHT * vectors[1:].sum(axis=0) if follow_up else vectors[0]
+        vector = (vector / max(float(np.linalg.norm(vector)), 1e-9)).astype(np.float32)
+        boost = self._context_boost(store, context) if follow_up else None
+        hits = retrieve(store, query, vector, settings, boost)
+        return Search(store, query, vector, hits, tokens(query), follow_up)
 
-    def _context_boost(self, store: Store, context: list[str], query_vector: np.ndarray) -> dict[int, float]:
+    def _context_boost(self, store: Store, context: list[str]) -> dict[int, float]:
         """Rows in the sections that the previous question's best passages came from."""
         previous = context[-1]
         vector = self.embedder.embed([acronyms.expand(previous, store.acronyms)])[0]

@@ -33,7 +33,7 @@ class AnswerSettings:
     candidates: int = 40  # passages taken from each retriever before fusion
     passages: int = 6  # fused passages whose sentences compete for the quote
     max_quotes: int = 4
-    abstain_below: float = 0.42  # confidence threshold, chosen on the dev splits (see eval report)
+    abstain_below: float | None = None  # confidence threshold; None: the one fitted on dev splits (scoring.json)
     max_question_chars: int = 1000
 
 
