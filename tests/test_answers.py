@@ -1,0 +1,123 @@
+"""What a user checks of an answer: the quote is verbatim and short, unrelated questions are declined,
+follow-ups are answered in context, and acronyms defined in the corpus work both ways."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app import acronyms
+from app.embedding import HashEmbedder
+from app.qa import QA, is_follow_up
+from app.settings import Settings
+
+PROGRAMS = {
+    "attachment.md": (
+        "# Youth Exchange Programs\n\n"
+        "## The Attachment Program\n\n"
+        "The Attachment Program places young civil servants from member states in partner ministries for six "
+        "months. Participants rotate through three departments and write a short policy paper.\n\n"
+        "The program is funded by the Regional Cooperation Fund, which covers travel and housing. "
+        "About forty officials take part each year.\n"
+    ),
+    "scholarships.md": (
+        "# Scholarships\n\n"
+        "## The Harbour Scholarship\n\n"
+        "The Harbour Scholarship supports marine engineering students for two years of study abroad. "
+        "It is paid for by a consortium of shipping companies.\n\n"
+        "## Free and Open Seas Initiative\n\n"
+        "Members back a Free and Open Seas Initiative (FOSI) that keeps shipping lanes open to all. "
+        "The FOSI secretariat publishes an annual report on navigation incidents.\n"
+    ),
+    "weather.md": (
+        "# Monsoon Season\n\n"
+        "The monsoon season brings heavy rain between June and September. "
+        "Farmers plant rice at the start of the rains.\n"
+    ),
+}
+
+
+def text_of(corpus: Path, doc: str) -> str:
+    return open(corpus / doc, encoding="utf-8").read()
+
+
+@pytest.fixture(scope="module")
+def programs(tmp_path_factory, real_embedder) -> QA:
+    root = tmp_path_factory.mktemp("programs")
+    (root / "corpus").mkdir()
+    for name, text in PROGRAMS.items():
+        (root / "corpus" / name).write_text(text, encoding="utf-8")
+    qa = QA(Settings(corpus=root / "corpus", index=root / "index"), real_embedder)
+    qa.build()
+    return qa
+
+
+def test_every_quote_is_verbatim_and_the_first_is_a_sentence_not_a_passage(seed_qa):
+    for question in ("What share of the Plan of Action commitments has been fulfilled?",
+                     "How much did the United States commit to new maritime initiatives in 2022?",
+                     "Who is the president of France?"):
+        answer = seed_qa.ask(question)
+        assert answer.citations
+        for c in answer.citations:
+            assert text_of(seed_qa.settings.corpus, c.doc)[c.start:c.end] == c.quote
+        assert len(answer.citations[0].quote) < 600  # a sentence or two, not a 1,000-character chunk
+
+
+def test_the_answer_quotes_the_sentence_that_answers(seed_qa):
+    answer = seed_qa.ask("What share of the Plan of Action commitments has been fulfilled?")
+    assert not answer.abstained
+    assert "98.37" in answer.citations[0].quote
+    assert answer.answer.startswith("“") and "[1]" in answer.answer
+
+
+@pytest.mark.parametrize("question", ["What is the best recipe for banana bread?",
+                                      "Who won the 1998 football World Cup?"])
+def test_an_unrelated_question_is_declined_with_related_passages_marked(seed_qa, question):
+    answer = seed_qa.ask(question)
+    assert answer.abstained
+    assert answer.answer.startswith("The documents don't say")
+    if answer.citations:
+        assert "Related passages (not an answer)" in answer.answer
+
+
+def test_a_follow_up_is_answered_from_the_conversation(programs):
+    first = programs.ask("Tell me about the Attachment Program.")
+    assert first.citations[0].doc == "attachment.md"
+    alone = programs.ask("Who funds it?")
+    follow = programs.ask("Who funds it?", history=["Tell me about the Attachment Program."])
+    assert not follow.abstained
+    assert "Regional Cooperation Fund" in follow.citations[0].quote
+    assert "Regional Cooperation Fund" not in (alone.citations[0].quote if alone.citations else "") or alone.abstained
+
+
+def test_follow_up_detection():
+    assert is_follow_up("Who funds it?")
+    assert is_follow_up("And the budget?")
+    assert not is_follow_up("Who funds the Harbour Scholarship program abroad?")
+
+
+def test_acronyms_are_learned_from_the_corpus_and_expand_both_ways():
+    learned = acronyms.learn(PROGRAMS.values())
+    assert learned == {"FOSI": "Free and Open Seas Initiative"}
+    assert "Free and Open Seas Initiative" in acronyms.expand("What does FOSI publish?", learned)
+    assert "FOSI" in acronyms.expand("What does the free and open seas initiative publish?", learned)
+
+
+def test_an_acronym_question_finds_text_that_uses_the_long_form(tmp_path):
+    """With a bag-of-words fake there is no semantic help: only the learned expansion can match."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.md").write_text(
+        "# Notes\n\nThe Coastal Weather Service (CWS) was founded in 1950.\n\n"
+        "Gardens need water in summer and shade in the afternoon.\n", encoding="utf-8")
+    (corpus / "b.md").write_text(
+        "# Budget\n\nThe Coastal Weather Service receives twelve million dollars a year from the ministry.\n",
+        encoding="utf-8")
+    (corpus / "c.md").write_text(
+        "# Budget\n\nThe Harbour Pilot Office receives eight million dollars a year from the ministry.\n",
+        encoding="utf-8")
+    qa = QA(Settings(corpus=corpus, index=tmp_path / "index"), HashEmbedder())
+    qa.build()
+    answer = qa.ask("How many dollars does CWS receive each year?")
+    assert "twelve million dollars" in answer.citations[0].quote  # b.md and c.md differ only by the long form
