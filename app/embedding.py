@@ -30,6 +30,7 @@ class SentenceTransformerEmbedder:
     dimension = 384
 
     def __init__(self, batch_size: int = 64) -> None:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle torch threads sleep instead of spinning
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")

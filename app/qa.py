@@ -44,9 +44,9 @@ class Search:
 
     store: Store
     query: str
-    vector: np.ndarray
     hits: list[Hit]
-    terms: list[str]
+    terms: list[str]  # of the question itself: a follow-up's sentences are chosen by what it asks now
+    own_vector: np.ndarray
     follow_up: bool
 
 
@@ -90,7 +90,7 @@ class QA:
             conf = search.hits[0].fused if search.hits else 0.0
         else:
             candidates = scoring.score_sentences(store, search.hits[: settings.passages], question,
-                                                 search.vector, search.terms)
+                                                 search.own_vector, search.terms)
             conf = scoring.confidence(scoring.confidence_features(
                 store, candidates, question, search.terms, search.follow_up))
             citations = select_quotes(store, candidates, settings)
@@ -115,7 +115,7 @@ class QA:
         vector = (vector / max(float(np.linalg.norm(vector)), 1e-9)).astype(np.float32)
         boost = self._context_boost(store, context) if follow_up else None
         hits = retrieve(store, query, vector, settings, boost)
-        return Search(store, query, vector, hits, tokens(query), follow_up)
+        return Search(store, query, hits, tokens(own), vectors[0], follow_up)
 
     def _context_boost(self, store: Store, context: list[str]) -> dict[int, float]:
         """Rows in the sections that the previous question's best passages came from."""

@@ -104,4 +104,5 @@ class Answer:
             "abstained": self.abstained,
             "answer": self.answer,
             "citations": [c.to_json() for c in self.citations],
+            **({"notice": self.notice} if self.notice else {}),
         }

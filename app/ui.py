@@ -177,7 +177,7 @@ def create_app(qa: QA) -> gr.Blocks:
         ).then(examples, None, chat, api_visibility="private")
         app.load(current_status, None, [status, shown], api_visibility="private")
         app.load(examples, None, chat, api_visibility="private")
-        gr.api(ask, api_name="ask")
+        gr.api(ask, api_name="ask", concurrency_limit=2)  # QA.ask is thread-safe; 2 cores
     return app
 
 

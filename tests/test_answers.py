@@ -25,7 +25,7 @@ PROGRAMS = {
         "# Scholarships\n\n"
         "## The Harbour Scholarship\n\n"
         "The Harbour Scholarship supports marine engineering students for two years of study abroad. "
-        "It is paid for by a consortium of shipping companies.\n\n"
+        "The scholarship is funded by a consortium of shipping companies.\n\n"
         "## Free and Open Seas Initiative\n\n"
         "Members back a Free and Open Seas Initiative (FOSI) that keeps shipping lanes open to all. "
         "The FOSI secretariat publishes an annual report on navigation incidents.\n"
@@ -82,13 +82,15 @@ def test_an_unrelated_question_is_declined_with_related_passages_marked(seed_qa,
 
 
 def test_a_follow_up_is_answered_from_the_conversation(programs):
+    """Both programs are "funded by" someone: only the conversation says which one "it" is."""
     first = programs.ask("Tell me about the Attachment Program.")
     assert first.citations[0].doc == "attachment.md"
-    alone = programs.ask("Who funds it?")
     follow = programs.ask("Who funds it?", history=["Tell me about the Attachment Program."])
     assert not follow.abstained
     assert "Regional Cooperation Fund" in follow.citations[0].quote
-    assert "Regional Cooperation Fund" not in (alone.citations[0].quote if alone.citations else "") or alone.abstained
+    other = programs.ask("Who funds it?", history=["What is the Harbour Scholarship?"])
+    assert not other.abstained
+    assert "consortium of shipping companies" in other.citations[0].quote
 
 
 def test_follow_up_detection():

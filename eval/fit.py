@@ -1,0 +1,201 @@
+"""Fit the sentence scorer and the confidence model (app/scoring.py) on the DEV splits, write app/scoring.json.
+
+    python -m eval.fit [--datasets seed,squad2,covid_qa] [--max-false-abstention 0.08]
+
+Only dev questions are read; the test splits stay held out for `python -m eval`. Both models are logistic
+regressions on generic features, fitted with plain NumPy (Newton steps, L2). The abstention threshold is
+the highest one whose false-abstention rate on dev answerable questions stays under the given bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from app import scoring
+from app.answer import quote_span
+from app.embedding import default_embedder
+from app.qa import QA, clean_question
+from app.settings import Settings
+
+from .metrics import contains_gold
+from .questions import load_questions
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def dataset_paths(name: str, index_root: Path | None) -> tuple[Path, Path, Path]:
+    """(corpus, index, questions) of the seed set or of eval/datasets/NAME, as `python -m eval` uses them."""
+    if name == "seed":
+        corpus, index, questions = ROOT / "corpus", ROOT / "index", ROOT / "eval" / "questions.jsonl"
+    else:
+        folder = ROOT / "eval" / "datasets" / name
+        corpus, index, questions = folder / "corpus", folder / "index", folder / "questions.jsonl"
+    return corpus, (index_root / name if index_root else index), questions
+
+L2 = 1.0
+CONFIDENCE_SIGNS = (1, 1, 1, 1, -1, 1)  # best_score, margin, best_dense, best_coverage, unknown_names, known_weight
+
+
+def logistic(x: np.ndarray, y: np.ndarray, sample_weight: np.ndarray, signs: tuple[int, ...],
+             l2: float = L2) -> tuple[np.ndarray, float]:
+    """Weighted L2-regularised logistic regression; returns (weights, bias).
+
+    `signs` fixes the direction of each feature's weight (+1, -1, 0 for free): more coverage or a higher
+    best score must never lower confidence, whatever quirk of a small dev set says otherwise.
+    """
+    from scipy.optimize import minimize
+
+    X = np.hstack([x.astype(np.float64), np.ones((len(x), 1))])
+    sample_weight = sample_weight * len(sample_weight) / sample_weight.sum()  # mean 1: L2 means the same at any size
+    reg = np.full(X.shape[1], l2)
+    reg[-1] = 0.0
+
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        z = X @ w
+        p = 1 / (1 + np.exp(-np.clip(z, -40, 40)))
+        nll = np.sum(sample_weight * (np.logaddexp(0, z) - y * z)) + 0.5 * float(reg @ (w * w))
+        return nll / len(y), (X.T @ (sample_weight * (p - y)) + reg * w) / len(y)
+
+    bounds = [(0, None) if s > 0 else (None, 0) if s < 0 else (None, None) for s in signs] + [(None, None)]
+    result = minimize(loss, np.zeros(X.shape[1]), jac=True, method="L-BFGS-B", bounds=bounds)
+    return result.x[:-1], float(result.x[-1])
+
+
+def collect(qa: QA, questions) -> list[dict]:
+    """Per dev question: sentence features, which sentences hold a gold answer, and the search."""
+    out = []
+    for q in questions:
+        question, _ = clean_question(q.question, qa.settings.answer.max_question_chars)
+        search = qa.search(question, q.history)
+        hits = search.hits[: qa.settings.answer.passages]
+        features, where = scoring.sentence_features(search.store, hits, question, search.own_vector, search.terms)
+        labels = []
+        for hit, index, row in where:
+            cand = scoring.Candidate(0.0, row, hit, index)
+            start, end = quote_span(search.store, cand)
+            chunk = search.store.chunks[hit.row]
+            labels.append(contains_gold(chunk.text[start - chunk.start:end - chunk.start], q.answers))
+        out.append({"q": q, "question": question, "search": search, "features": features, "where": where,
+                    "labels": np.asarray(labels, dtype=bool)})
+    return out
+
+
+def fit_sentence(rows: list[dict], l2: float = 0.1) -> tuple[np.ndarray, float]:
+    """Listwise: maximise, per question, the softmax probability of the sentences holding a gold answer —
+    the objective that matches picking one best sentence. (The bias cannot matter to a ranking; it is
+    set so that scores stay near the old scale.)"""
+    from scipy.optimize import minimize
+
+    groups = [(row["features"].astype(np.float64), row["labels"]) for row in rows
+              if not row["q"].unanswerable and row["labels"].any() and not row["labels"].all()]
+
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        total, grad = 0.0, l2 * w
+        total += 0.5 * l2 * float(w @ w)
+        for x, labels in groups:
+            z = x @ w
+            z = z - z.max()
+            p_all = np.exp(z) / np.exp(z).sum()
+            p_pos = np.where(labels, np.exp(z), 0.0)
+            p_pos = p_pos / p_pos.sum()
+            total -= float(np.log(np.exp(z)[labels].sum() / np.exp(z).sum()))
+            grad = grad + x.T @ (p_all - p_pos)
+        return total / len(groups), grad / len(groups)
+
+    result = minimize(loss, np.zeros(groups[0][0].shape[1]), jac=True, method="L-BFGS-B")
+    return result.x, -float(np.median(np.concatenate([x @ result.x for x, _ in groups])))
+
+
+def fit_confidence(qa_by_set: dict, rows_by_set: dict) -> tuple[np.ndarray, float, list[tuple]]:
+    """Label 1: answerable and the best sentence holds the answer; 0: unanswerable. Each set weighs the same."""
+    xs, ys, ws, kinds = [], [], [], []
+    for name, rows in rows_by_set.items():
+        qa = qa_by_set[name]
+        batch = []
+        for row in rows:
+            candidates = scoring.score_sentences(row["search"].store, row["search"].hits[: qa.settings.answer.passages],
+                                                 row["question"], row["search"].own_vector, row["search"].terms)
+            feats = scoring.confidence_features(row["search"].store, candidates, row["question"],
+                                                row["search"].terms, row["search"].follow_up)
+            hit = bool(candidates) and _holds_gold(row, candidates[0])
+            batch.append((feats, row["q"].unanswerable, hit))
+        for label_kind in (True, False):
+            part = [b for b in batch if b[1] == label_kind]
+            for feats, unanswerable, hit in part:
+                xs.append(feats)
+                ys.append(0.0 if unanswerable else 1.0)
+                ws.append(1.0 / len(part))
+                kinds.append((name, unanswerable, hit))
+    w, b = logistic(np.vstack(xs), np.asarray(ys), np.asarray(ws), signs=CONFIDENCE_SIGNS)
+    probs = 1 / (1 + np.exp(-(np.vstack(xs) @ w + b)))
+    return w, b, [(p, *k) for p, k in zip(probs, kinds)]
+
+
+def _holds_gold(row: dict, cand: scoring.Candidate) -> bool:
+    for (hit, index, _), label in zip(row["where"], row["labels"]):
+        if hit.row == cand.hit.row and index == cand.index:
+            return bool(label)
+    return False
+
+
+def choose_threshold(scored: list[tuple], max_false: float) -> float:
+    """The highest threshold whose false abstention on answerable dev questions stays <= max_false
+    (averaged over the question sets, so a big set does not drown a small one)."""
+    names = sorted({s[1] for s in scored})
+    best = 0.0
+    for t in np.arange(0.0, 1.0, 0.01):
+        rates = []
+        for name in names:
+            answerable = [p for p, n, unans, _ in scored if n == name and not unans]
+            if answerable:
+                rates.append(sum(p < t for p in answerable) / len(answerable))
+        if rates and np.mean(rates) <= max_false:
+            best = float(t)
+    return round(best, 2)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m eval.fit", description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", default="seed,squad2,covid_qa")
+    parser.add_argument("--max-false-abstention", type=float, default=0.08)
+    parser.add_argument("--index-root", type=Path, help="keep each set's index in INDEX_ROOT/NAME instead")
+    parser.add_argument("--dry-run", action="store_true", help="print the weights, do not write scoring.json")
+    args = parser.parse_args(argv)
+    embedder = default_embedder()
+    qa_by_set, rows_by_set = {}, {}
+    for name in args.datasets.split(","):
+        corpus, index, questions_file = dataset_paths(name, args.index_root)
+        qa = QA(Settings(corpus=corpus, index=index), embedder)
+        qa.build()
+        dev = [q for q in load_questions(questions_file) if q.split == "dev"]
+        print(f"{name}: {len(dev)} dev questions", file=sys.stderr)
+        qa_by_set[name], rows_by_set[name] = qa, collect(qa, dev)
+    sw, sb = fit_sentence([r for rows in rows_by_set.values() for r in rows])
+    previous = scoring.weights()
+    fitted = dict(previous, sentence={"features": list(scoring.SENTENCE_FEATURES), "weights": [round(float(v), 4) for v in sw],
+                                      "bias": round(sb, 4)})
+    scoring.weights.cache_clear()
+    if not args.dry_run:  # the confidence model is fitted on top of the new sentence scores
+        scoring.WEIGHTS_FILE.write_text(json.dumps(fitted, indent=2), encoding="utf-8")
+    cw, cb, scored = fit_confidence(qa_by_set, rows_by_set)
+    threshold = choose_threshold(scored, args.max_false_abstention)
+    fitted.update(
+        note="fitted by `python -m eval.fit` on the dev splits of " + args.datasets,
+        confidence={"features": list(scoring.CONFIDENCE_FEATURES), "weights": [round(float(v), 4) for v in cw],
+                    "bias": round(cb, 4)},
+        abstain_below=threshold,
+    )
+    print(json.dumps(fitted, indent=2))
+    if not args.dry_run:
+        scoring.WEIGHTS_FILE.write_text(json.dumps(fitted, indent=2) + "\n", encoding="utf-8")
+    scoring.weights.cache_clear()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
