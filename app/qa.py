@@ -45,8 +45,8 @@ class Search:
     store: Store
     query: str
     hits: list[Hit]
-    terms: list[str]  # of the question itself: a follow-up's sentences are chosen by what it asks now
-    own_vector: np.ndarray
+    terms: list[str]  # of the question itself: a follow-up's sentences must cover what it asks now
+    vector: np.ndarray  # the question's, blended with the conversation's for a follow-up
     follow_up: bool
 
 
@@ -90,7 +90,7 @@ class QA:
             conf = search.hits[0].fused if search.hits else 0.0
         else:
             candidates = scoring.score_sentences(store, search.hits[: settings.passages], question,
-                                                 search.own_vector, search.terms)
+                                                 search.vector, search.terms)
             conf = scoring.confidence(scoring.confidence_features(
                 store, candidates, question, search.terms, search.follow_up))
             citations = select_quotes(store, candidates, settings)
@@ -115,7 +115,7 @@ class QA:
         vector = (vector / max(float(np.linalg.norm(vector)), 1e-9)).astype(np.float32)
         boost = self._context_boost(store, context) if follow_up else None
         hits = retrieve(store, query, vector, settings, boost)
-        return Search(store, query, hits, tokens(own), vectors[0], follow_up)
+        return Search(store, query, hits, tokens(own), vector, follow_up)
 
     def _context_boost(self, store: Store, context: list[str]) -> dict[int, float]:
         """Rows in the sections that the previous question's best passages came from."""

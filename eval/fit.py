@@ -73,7 +73,7 @@ def collect(qa: QA, questions) -> list[dict]:
         question, _ = clean_question(q.question, qa.settings.answer.max_question_chars)
         search = qa.search(question, q.history)
         hits = search.hits[: qa.settings.answer.passages]
-        features, where = scoring.sentence_features(search.store, hits, question, search.own_vector, search.terms)
+        features, where = scoring.sentence_features(search.store, hits, question, search.vector, search.terms)
         labels = []
         for hit, index, row in where:
             cand = scoring.Candidate(0.0, row, hit, index)
@@ -119,7 +119,7 @@ def fit_confidence(qa_by_set: dict, rows_by_set: dict) -> tuple[np.ndarray, floa
         batch = []
         for row in rows:
             candidates = scoring.score_sentences(row["search"].store, row["search"].hits[: qa.settings.answer.passages],
-                                                 row["question"], row["search"].own_vector, row["search"].terms)
+                                                 row["question"], row["search"].vector, row["search"].terms)
             feats = scoring.confidence_features(row["search"].store, candidates, row["question"],
                                                 row["search"].terms, row["search"].follow_up)
             hit = bool(candidates) and _holds_gold(row, candidates[0])
