@@ -95,8 +95,7 @@ class QA:
                 store, candidates, question, search.terms, search.follow_up))
             citations = select_quotes(store, candidates, settings)
         citations = [c for c in citations if self.documents.verbatim(store, c)]
-        threshold = settings.abstain_below if settings.abstain_below is not None else scoring.weights()["abstain_below"]
-        abstained = not citations or conf < threshold
+        abstained = not citations or conf < scoring.abstain_threshold(settings)
         if abstained:  # related passages: one quote from each of the nearest three
             citations = [c for i, c in enumerate(citations)
                          if all(c.context_start != o.context_start or c.doc != o.doc for o in citations[:i])][:3]

@@ -23,6 +23,7 @@ import numpy as np
 
 from .lexical import tokens
 from .records import Hit
+from .settings import AnswerSettings
 from .store import Store
 
 WEIGHTS_FILE = Path(__file__).with_name("scoring.json")
@@ -50,6 +51,11 @@ class Candidate:
 @lru_cache(maxsize=1)
 def weights() -> dict:
     return json.loads(WEIGHTS_FILE.read_text(encoding="utf-8"))
+
+
+def abstain_threshold(settings: AnswerSettings) -> float:
+    """The configured `abstain_below`, else the threshold fitted on the dev splits with these weights."""
+    return float(settings.abstain_below if settings.abstain_below is not None else weights()["abstain_below"])
 
 
 def _coverage(words: set[str], query_weights: dict[str, float], total: float) -> float:

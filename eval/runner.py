@@ -12,6 +12,7 @@ from typing import Sequence
 from tqdm import tqdm
 
 from app.documents import Unreadable, load_document
+from app import scoring
 from app.qa import QA
 from app.records import Answer
 from app.settings import ChunkingSettings, Settings
@@ -65,13 +66,8 @@ def ask_all(qa: QA, questions: Sequence[Question], label: str = "questions") -> 
 
 
 def abstain_threshold(settings: Settings) -> float:
-    """The threshold `QA.ask` applies: the configured `abstain_below`, else the one fitted on the dev
-    splits and stored with the scoring weights (mirrors `QA.ask`)."""
-    if settings.answer.abstain_below is not None:
-        return float(settings.answer.abstain_below)
-    from app import scoring
-
-    return float(scoring.weights()["abstain_below"])
+    """The threshold `QA.ask` applies to these settings."""
+    return scoring.abstain_threshold(settings.answer)
 
 
 @dataclass(frozen=True)
