@@ -117,14 +117,21 @@ class QA:
         return Search(store, query, hits, tokens(own), vector, follow_up)
 
     def _context_boost(self, store: Store, context: list[str]) -> dict[int, float]:
-        """Rows in the sections that the previous question's best passages came from."""
+        """Rows in the sections that the previous question's best passages came from. A document's passages
+        are contiguous rows, so only the neighbourhood of each hit is scanned."""
         previous = context[-1]
         vector = self.embedder.embed([acronyms.expand(previous, store.acronyms)])[0]
-        hits = retrieve(store, previous, vector, self.settings.answer)[:2]
-        sections = {(store.chunks[h.row].doc, store.chunks[h.row].section) for h in hits}
-        rows = {h.row for h in hits}
-        return {row: CONTEXT_BOOST for row, chunk in enumerate(store.chunks)
-                if row in rows or (chunk.doc, chunk.section) in sections and chunk.section} if hits else {}
+        boost: dict[int, float] = {}
+        for hit in retrieve(store, previous, vector, self.settings.answer)[:2]:
+            anchor = store.chunks[hit.row]
+            boost[hit.row] = CONTEXT_BOOST
+            for step in (-1, 1):
+                row = hit.row + step
+                while 0 <= row < len(store.chunks) and store.chunks[row].doc == anchor.doc:
+                    if anchor.section and store.chunks[row].section == anchor.section:
+                        boost[row] = CONTEXT_BOOST
+                    row += step
+        return boost
 
 
 def clean_question(question: str, max_chars: int) -> tuple[str, str | None]:

@@ -33,7 +33,8 @@ from .records import Chunk
 from .settings import FORMAT_VERSION
 
 HNSW_M = 32
-HNSW_EF_SEARCH = 96
+HNSW_EF_CONSTRUCTION = 200  # faiss's default 40 gave recall@10 0.85 at 1M passages (eval.bench); 200: 0.99 at 250k
+HNSW_EF_SEARCH = 128
 
 
 @dataclass
@@ -90,6 +91,7 @@ def dense_index(vectors: np.ndarray, exact_limit: int):
         index = faiss.IndexFlatIP(dim)
     else:
         index = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
         index.train(vectors)
         index.hnsw.efSearch = HNSW_EF_SEARCH
     index.add(vectors)
@@ -101,7 +103,8 @@ def index_description(index) -> dict:
 
     if isinstance(index, faiss.IndexFlatIP):
         return {"type": "flat", "metric": "inner_product"}
-    return {"type": "hnsw_sq8", "metric": "inner_product", "M": HNSW_M, "ef_search": HNSW_EF_SEARCH}
+    return {"type": "hnsw_sq8", "metric": "inner_product", "M": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION,
+            "ef_search": HNSW_EF_SEARCH}
 
 
 def write_build(
