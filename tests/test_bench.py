@@ -11,6 +11,7 @@ import pytest
 from app.chunking import chunk_document
 from app.documents import load_corpus
 from app.settings import ChunkingSettings
+from app.store import HNSW_EF_CONSTRUCTION, HNSW_M
 from eval import bench, synth
 
 from conftest import DATA
@@ -27,7 +28,7 @@ EXPECTED = [
     ("scale", "40 passages: answer p50"), ("scale", "40 passages: answer p95"),
     ("scale", "80 passages: build"), ("scale", "80 passages: answer p95"),
     ("million", "hnsw_sq8 (app default): search p95"), ("million", "hnsw_sq8 (app default): recall@10"),
-    ("million", "retrieval RSS (vectors + index)"), ("million", "M=32 efConstruction=40 efSearch=32: recall@10"),
+    ("million", "retrieval RSS (vectors + index)"), ("million", f"M={HNSW_M} efConstruction={HNSW_EF_CONSTRUCTION} efSearch=32: recall@10"),
     ("million", "hnsw_sq8 (app default): recall@10 after re-scoring the 40"),
     ("bm25", "BM25 query p50 at 3,000"), ("bm25", "BM25 query p95 at 3,000"), ("bm25", "BM25 fit"),
 ]
