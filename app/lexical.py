@@ -36,6 +36,16 @@ def tokens(text: str) -> list[str]:
     return [stem(w) for w in _WORD.findall(text.lower()) if w not in STOPWORDS and (len(w) > 1 or w.isdigit())]
 
 
+def top_rows(scores: np.ndarray, k: int) -> np.ndarray:
+    """Rows of the k highest non-zero scores, best first, without sorting every row."""
+    nonzero = np.flatnonzero(scores)
+    if not len(nonzero):
+        return nonzero
+    k = min(k, len(nonzero))
+    best = nonzero[np.argpartition(-scores[nonzero], k - 1)[:k]]
+    return best[np.argsort(-scores[best], kind="stable")]
+
+
 class BM25:
     def __init__(self, vocab: dict[str, int], matrix: sparse.csr_matrix, idf: np.ndarray) -> None:
         self.vocab = vocab
@@ -84,13 +94,7 @@ class BM25:
 
     def top(self, query: str, k: int) -> list[tuple[int, float]]:
         scores = self.scores(query)
-        nonzero = np.flatnonzero(scores)
-        if not len(nonzero):
-            return []
-        k = min(k, len(nonzero))
-        best = nonzero[np.argpartition(-scores[nonzero], k - 1)[:k]]
-        best = best[np.argsort(-scores[best], kind="stable")]
-        return [(int(i), float(scores[i])) for i in best]
+        return [(int(i), float(scores[i])) for i in top_rows(scores, k)]
 
     def idf_of(self, words: Sequence[str]) -> list[float]:
         """IDF of each (already tokenised) word; unseen words get the largest IDF."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .lexical import top_rows
 from .records import Hit
 from .settings import AnswerSettings
 from .store import Store
@@ -25,10 +26,8 @@ def retrieve(store: Store, query: str, query_vector: np.ndarray, settings: Answe
     lexical_scores = store.lexical.scores(query) if settings.mode != "dense" else None
     if settings.mode != "lexical":
         candidates.update(row for row, _ in store.search_dense(query_vector, k))
-    if lexical_scores is not None and lexical_scores.any():
-        nonzero = np.flatnonzero(lexical_scores)
-        take = min(k, len(nonzero))
-        candidates.update(int(r) for r in nonzero[np.argpartition(-lexical_scores[nonzero], take - 1)[:take]])
+    if lexical_scores is not None:
+        candidates.update(int(r) for r in top_rows(lexical_scores, k))
     candidates.update(boost or ())
     if not candidates:
         return []

@@ -11,6 +11,7 @@ import pytest
 from app.embedding import HashEmbedder, SentenceTransformerEmbedder
 from app.qa import QA
 from app.settings import Settings
+from app.store import IndexDir
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -88,3 +89,10 @@ def seed_fake_api(seed_fake_qa):
     served = ServedAPI(seed_fake_qa)
     yield served
     served.close()
+
+
+def current_build(qa: QA) -> Path:
+    """The build folder `index/current` points at (there must be one)."""
+    folder = IndexDir(qa.settings.index).current()
+    assert folder is not None
+    return folder

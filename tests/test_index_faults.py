@@ -16,16 +16,11 @@ from app.errors import BuildLocked, IndexMismatch, IndexMissing
 from app.qa import QA
 from app.store import IndexDir, load_store
 
-from conftest import DATA, make_settings
+from conftest import DATA, current_build, make_settings
 
 QUESTION = "How much is the annual fee for a plot holder?"
 REBUILD = "python -m app build"
 
-
-def current(qa: QA) -> Path:
-    folder = IndexDir(qa.settings.index).current()
-    assert folder is not None
-    return folder
 
 
 def edit_manifest(folder: Path, change) -> None:
@@ -95,7 +90,7 @@ DAMAGE = {
 ])
 def test_damaged_index_is_refused_then_healed_by_a_build(fake_qa, name):
     damage, says = DAMAGE[name]
-    damage(current(fake_qa))
+    damage(current_build(fake_qa))
     qa = fresh_qa(fake_qa)
     with pytest.raises(IndexMismatch) as error:
         qa.ask(QUESTION)
@@ -136,7 +131,7 @@ def test_no_index_is_a_clear_error(tmp_path):
 
 
 def test_current_link_to_a_deleted_build_is_a_missing_index(fake_qa):
-    shutil.rmtree(current(fake_qa))
+    shutil.rmtree(current_build(fake_qa))
     with pytest.raises(IndexMissing, match="python -m app build"):
         fresh_qa(fake_qa).ask(QUESTION)
     fake_qa.build()
@@ -152,12 +147,12 @@ class FailingEmbedder(HashEmbedder):
 
 
 def test_failed_embedding_leaves_the_previous_index_serving(fake_qa):
-    before = current(fake_qa)
+    before = current_build(fake_qa)
     (fake_qa.settings.corpus / "garden-guide.md").write_text("# Garden\n\nThe fee is now 30 euros.\n", encoding="utf-8")
     failing = QA(fake_qa.settings, FailingEmbedder())
     with pytest.raises(RuntimeError, match="simulated"):
         failing.build()
-    assert current(fake_qa) == before
+    assert current_build(fake_qa) == before
     assert not [p for p in (fake_qa.settings.index / "builds").iterdir() if p.name.startswith(".tmp-")]
     assert_answers(fake_qa)  # the QA that was serving keeps answering from the old index
     assert_answers(fresh_qa(fake_qa))  # and so does a new one
@@ -165,7 +160,7 @@ def test_failed_embedding_leaves_the_previous_index_serving(fake_qa):
 
 @pytest.mark.parametrize("error", [OSError("No space left on device"), KeyboardInterrupt()])
 def test_failure_while_writing_leaves_no_partial_build(fake_qa, monkeypatch, error):
-    before = current(fake_qa)
+    before = current_build(fake_qa)
     written = []
 
     def write_then_fail(folder, *args, **kwargs):
@@ -178,21 +173,21 @@ def test_failure_while_writing_leaves_no_partial_build(fake_qa, monkeypatch, err
     with pytest.raises(type(error)):
         fake_qa.build(full=True)
     assert written and not written[0].exists()  # the private folder is removed
-    assert current(fake_qa) == before
+    assert current_build(fake_qa) == before
     assert sorted(p.name for p in (fake_qa.settings.index / "builds").iterdir()) == [before.name]
     assert_answers(fresh_qa(fake_qa))
 
 
 def test_leftover_private_folder_of_a_killed_build_never_becomes_current(fake_qa):
-    before = current(fake_qa)
+    before = current_build(fake_qa)
     leftover = fake_qa.settings.index / "builds" / ".tmp-20240101T000000-deadbeef"
     shutil.copytree(before, leftover)
     (leftover / "chunk_vectors.npy").write_bytes(b"half written")
-    assert current(fake_qa) == before
+    assert current_build(fake_qa) == before
     assert_answers(fresh_qa(fake_qa))
     fake_qa.build(full=True)
-    assert not current(fake_qa).name.startswith(".tmp-")
-    assert current(fake_qa) != leftover.resolve()
+    assert not current_build(fake_qa).name.startswith(".tmp-")
+    assert current_build(fake_qa) != leftover.resolve()
     assert_answers(fresh_qa(fake_qa))
 
 
@@ -216,7 +211,7 @@ def hold_lock(index: Path) -> tuple[threading.Thread, threading.Event]:
 
 def test_second_build_fails_clearly_while_the_lock_is_held(fake_qa, monkeypatch):
     monkeypatch.setattr(app.build, "LOCK_WAIT_SECONDS", 0.3)
-    before = current(fake_qa)
+    before = current_build(fake_qa)
     thread, release = hold_lock(fake_qa.settings.index)
     try:
         with pytest.raises(BuildLocked) as error:
@@ -225,12 +220,12 @@ def test_second_build_fails_clearly_while_the_lock_is_held(fake_qa, monkeypatch)
         release.set()
         thread.join()
     assert "another build" in str(error.value) and "try again" in str(error.value)
-    assert current(fake_qa) == before
+    assert current_build(fake_qa) == before
     assert_answers(fake_qa)
 
 
 def test_second_build_waits_for_the_first(fake_qa):
-    before = current(fake_qa)
+    before = current_build(fake_qa)
     thread, release = hold_lock(fake_qa.settings.index)
     timer = threading.Timer(0.5, release.set)
     timer.start()
@@ -243,7 +238,7 @@ def test_second_build_waits_for_the_first(fake_qa):
         timer.cancel()
     assert finished_after_release  # it did not run while the other build held the lock
     assert report.embedded_chunks == report.chunks
-    assert current(fake_qa) != before
+    assert current_build(fake_qa) != before
 
 
 def test_two_concurrent_builds_both_finish_and_leave_one_good_index(fake_qa):

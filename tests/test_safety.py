@@ -25,16 +25,11 @@ from app.qa import QA
 from app.settings import Settings
 from app.store import IndexDir
 from eval.questions import load_questions
-from tests.conftest import ROOT, make_settings
+from tests.conftest import ROOT, current_build, make_settings
 
 SECRET = "The vault combination is seven-walrus-nine."
 SECRET_QUESTION = "What is the vault combination?"
 
-
-def build_folder(qa: QA) -> Path:
-    folder = IndexDir(qa.settings.index).current()
-    assert folder is not None
-    return folder
 
 
 def checksum(path: Path) -> dict:
@@ -85,11 +80,11 @@ def linked_corpus(tmp_path) -> QA:
 
 def test_symlinks_out_of_the_corpus_are_not_indexed(linked_corpus):
     qa = linked_corpus
-    manifest = json.loads((build_folder(qa) / "manifest.json").read_text(encoding="utf-8"))
+    manifest = json.loads((current_build(qa) / "manifest.json").read_text(encoding="utf-8"))
     assert list(manifest["files"]) == ["harbour.md"]
     skipped = {s["path"]: s["reason"] for s in manifest["skipped"]}
     assert set(skipped) == {"secret.md", "vault"} and all("link" in r for r in skipped.values())
-    for file in build_folder(qa).iterdir():
+    for file in current_build(qa).iterdir():
         assert b"walrus" not in file.read_bytes(), f"the secret reached {file.name}"
     answer = qa.ask(SECRET_QUESTION)
     assert all("walrus" not in c.quote for c in answer.citations)
@@ -109,7 +104,7 @@ def hnsw_qa(tmp_path) -> QA:
 
 
 def test_index_files_hold_no_pickle(hnsw_qa):
-    files = sorted(build_folder(hnsw_qa).iterdir())
+    files = sorted(current_build(hnsw_qa).iterdir())
     assert {f.suffix for f in files} == {".json", ".jsonl", ".npy", ".npz", ".faiss"}
     for file in files:
         if file.suffix in (".npy", ".npz"):
@@ -161,7 +156,7 @@ def test_a_pickle_planted_in_a_handed_index_is_refused_not_run(seed_fake_qa, tmp
 def fake_qa_copy(tmp_path) -> tuple[QA, Path]:
     qa = QA(make_settings(tmp_path, ROOT / "corpus"), HashEmbedder())
     qa.build()
-    return qa, build_folder(qa)
+    return qa, current_build(qa)
 
 
 FORGERIES = {  # a key path in manifest.json and the forged value
