@@ -1,4 +1,6 @@
-"""Embedders behind one small protocol: `embed(texts) -> float32 array (n, dimension)`, rows L2-normalised.
+"""Embedders behind one small protocol: `embed(texts) -> float32 array (n, dimension)`, rows L2-normalised,
+and `word_vectors(texts)`: per text, unit vectors of its content words, for the soft word overlap that
+quote selection scores (scoring.py).
 
 The store and the retriever never see sentence-transformers: they get arrays. Tests use `HashEmbedder`,
 a deterministic bag-of-words fake that needs no model.
@@ -13,6 +15,8 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
+from .lexical import STOPWORDS
+
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
 
@@ -21,6 +25,8 @@ class Embedder(Protocol):
     dimension: int
 
     def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def word_vectors(self, texts: Sequence[str]) -> list[np.ndarray]: ...
 
 
 class SentenceTransformerEmbedder:
@@ -37,6 +43,7 @@ class SentenceTransformerEmbedder:
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         self.batch_size = batch_size
         self._model = None
+        self._word_table: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def model(self):
@@ -58,11 +65,31 @@ class SentenceTransformerEmbedder:
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
+    def word_vectors(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """The model's own input vectors of each text's content word pieces, unit length. They are what
+        the model starts from before context, so "Normans" meets "Norman" and "funding" meets "funds"
+        without running the model on every candidate sentence."""
+        table, content = self._words()
+        if not texts:
+            return []
+        pieces = self.model.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        return [table[[i for i in ids if content[i]]] for ids in pieces]
+
+    def _words(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._word_table is None:
+            weights = self.model[0].auto_model.get_input_embeddings().weight.detach().float().numpy()
+            table = weights / np.maximum(np.linalg.norm(weights, axis=1, keepdims=True), 1e-9)
+            vocab = self.model.tokenizer.convert_ids_to_tokens(list(range(len(table))))
+            content = np.array([p.lower() not in STOPWORDS and (p.isalnum() or p.startswith("##")) for p in vocab])
+            self._word_table = (table.astype(np.float32), content)
+        return self._word_table
+
 
 class HashEmbedder:
     """A deterministic fake for tests: hashed word counts, normalised. Similar words, similar vectors."""
 
     model_id = "test/hash-embedder"
+    WORD_BUCKETS = 1024
 
     def __init__(self, dimension: int = 64) -> None:
         self.dimension = dimension
@@ -71,10 +98,24 @@ class HashEmbedder:
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
         for row, text in enumerate(texts):
             for word in re.findall(r"\w+", text.lower()):
-                bucket = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=4).digest(), "little")
-                out[row, bucket % self.dimension] += 1.0
+                out[row, _bucket(word, self.dimension)] += 1.0
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.maximum(norms, 1e-9)
+
+    def word_vectors(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """One-hot hashed content words, in a space wide enough that only the same word matches."""
+        out = []
+        for text in texts:
+            words = [w for w in re.findall(r"\w+", text.lower()) if w not in STOPWORDS]
+            vectors = np.zeros((len(words), self.WORD_BUCKETS), dtype=np.float32)
+            for row, word in enumerate(words):
+                vectors[row, _bucket(word, self.WORD_BUCKETS)] = 1.0
+            out.append(vectors)
+        return out
+
+
+def _bucket(word: str, buckets: int) -> int:
+    return int.from_bytes(hashlib.blake2b(word.encode(), digest_size=4).digest(), "little") % buckets
 
 
 def default_embedder() -> Embedder:

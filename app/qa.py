@@ -46,6 +46,7 @@ class Search:
     query: str
     hits: list[Hit]
     terms: list[str]  # of the question itself: a follow-up's sentences must cover what it asks now
+    words: np.ndarray  # the question's own content word vectors, for the same reason
     vector: np.ndarray  # the question's, blended with the conversation's for a follow-up
     follow_up: bool
 
@@ -89,8 +90,8 @@ class QA:
             citations = whole_passages(store, search.hits, settings)
             conf = search.hits[0].fused if search.hits else 0.0
         else:
-            candidates = scoring.score_sentences(store, search.hits[: settings.passages], question,
-                                                 search.vector, search.terms)
+            candidates = scoring.score_sentences(store, search.hits[: settings.passages], question, search.vector,
+                                                 search.words, self.embedder.word_vectors)
             conf = scoring.confidence(scoring.confidence_features(
                 store, candidates, question, search.terms, search.follow_up))
             citations = select_quotes(store, candidates, settings)
@@ -114,7 +115,8 @@ class QA:
         vector = (vector / max(float(np.linalg.norm(vector)), 1e-9)).astype(np.float32)
         boost = self._context_boost(store, context) if follow_up else None
         hits = retrieve(store, query, vector, settings, boost)
-        return Search(store, query, hits, tokens(own), vector, follow_up)
+        words = self.embedder.word_vectors([question])[0]
+        return Search(store, query, hits, tokens(own), words, vector, follow_up)
 
     def _context_boost(self, store: Store, context: list[str]) -> dict[int, float]:
         """Rows in the sections that the previous question's best passages came from. A document's passages

@@ -1,11 +1,13 @@
 """Two small linear models, fitted on the dev splits by `python -m eval.fit` and stored in scoring.json:
 
 - the sentence scorer: how likely a sentence of a retrieved passage answers the question, from its
-  similarity to the question, how much of the question's weight (IDF) it and its neighbours cover, its
-  passage's dense/lexical scores and rank, answer-type agreement (a "how many" question wants a number);
+  similarity to the question alone and with its neighbours, its soft word overlap with the question
+  (`token_match`), and its passage's similarity. Passages are scored whole by retrieval; within them the
+  sentence's own fit decides (richer passage and lexical features overfitted the dev splits);
 - the confidence model: how likely the best sentence answers at all, from the best sentence's score, the
-  margin to the runner-up, the best passage, and whether the question names things the corpus never
-  mentions. Verbatim abstains below a threshold on this probability.
+  margin to the runner-up, the best passage, whether the question names things the corpus never
+  mentions, and whether it asks for a number the best sentence does not give. Verbatim abstains below a
+  threshold on this probability.
 
 Features are generic (no corpus topics), so the same weights serve any folder of documents.
 """
@@ -18,6 +20,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -26,18 +29,33 @@ from .records import Hit
 from .settings import AnswerSettings
 from .store import Store
 
+WordVectors = Callable[[Sequence[str]], list[np.ndarray]]  # an embedder's `word_vectors`
 WEIGHTS_FILE = Path(__file__).with_name("scoring.json")
-SENTENCE_FEATURES = ("sentence_cosine", "coverage", "neighbour_coverage", "passage_coverage", "passage_dense",
-                     "passage_lexical", "passage_rank", "number_match", "length")
-CONFIDENCE_FEATURES = ("best_score", "margin", "best_dense", "best_coverage", "unknown_names", "known_weight")
+SENTENCE_FEATURES = ("sentence_cosine", "token_match", "window_cosine", "passage_dense", "answer_type")
+CONFIDENCE_FEATURES = ("best_score", "margin", "best_dense", "best_coverage", "unknown_names", "known_weight",
+                       "number_missing")
 
-_NUMBER_QUESTION = re.compile(
-    r"\b(how (many|much|long|often|old|large|big|far)|what (percent|percentage|year|date|amount|number|proportion)|"
-    r"when|which year|what time)\b", re.I)
-_HAS_NUMBER = re.compile(
-    r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|hundred|"
-    r"thousand|million|billion|first|second|third|annual|century|year|month|week|day|january|february|march|"
-    r"april|may|june|july|august|september|october|november|december)\b", re.I)
+# A question that asks for a quantity or a date is not answered by a sentence without one: "How much funding
+# did X commit?" finds X's sentence, but if it gives no figure the documents don't say. A year is a date,
+# not a quantity: "How many attended in 2024?" is not answered by "In 2024, the Center hosted ...".
+_WANTS_QUANTITY = re.compile(
+    r"\b(how (many|much|long|often|old|large|big|far)|what (percent|percentage|amount|number|proportion|size))\b", re.I)
+_WANTS_DATE = re.compile(r"\b(what|which) (year|date|day|month|time)\b", re.I)
+_NUMBER_WORDS = (r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|"
+                 r"sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|"
+                 r"hundreds?|thousands?|millions?|billions?|trillions?|dozens?|several|half|double|twice|triple")
+_MONTHS = r"january|february|march|april|may|june|july|august|september|october|november|december"
+_QUANTITY = re.compile(rf"\d+(?:[.,]\d+)*(?!\d)|\b({_NUMBER_WORDS})\b", re.I)
+_DATE = re.compile(rf"\d|\b({_MONTHS})\b", re.I)
+
+
+def answers_the_type(question: str, sentence: str) -> bool:
+    """False when the question asks for a quantity (or a date) that the sentence does not contain."""
+    if _WANTS_QUANTITY.search(question):
+        return any(not re.fullmatch(r"(1[89]|20)\d\d", m.group(0)) for m in _QUANTITY.finditer(sentence))
+    if _WANTS_DATE.search(question):
+        return bool(_DATE.search(sentence))
+    return True
 
 
 @dataclass(frozen=True)
@@ -63,39 +81,48 @@ def _coverage(words: set[str], query_weights: dict[str, float], total: float) ->
 
 
 def sentence_features(store: Store, hits: list[Hit], question: str, query_vector: np.ndarray,
-                      query_terms: list[str]) -> tuple[np.ndarray, list[tuple[Hit, int, int]]]:
+                      question_words: np.ndarray, word_vectors: WordVectors) -> tuple[np.ndarray, list[tuple[Hit, int, int]]]:
     """One feature row per sentence of `hits` (in SENTENCE_FEATURES order) and where each sentence is."""
-    if not hits:
+    where = [(hit, i, rows.start + i) for hit in hits for rows in [store.sentence_rows(hit.row)] for i in range(len(rows))]
+    if not where:
         return np.zeros((0, len(SENTENCE_FEATURES)), np.float32), []
-    query_weights = dict(zip(query_terms, store.lexical.idf_of(query_terms)))
-    total = sum(query_weights.values()) or 1.0
-    wants_number = bool(_NUMBER_QUESTION.search(question))
-    top_lexical = max(h.lexical for h in hits) or 1.0
-    rows: list[list[float]] = []
-    where: list[tuple[Hit, int, int]] = []
-    for rank, hit in enumerate(hits):
-        sentence_rows = store.sentence_rows(hit.row)
-        if not len(sentence_rows):
-            continue
-        chunk = store.chunks[hit.row]
-        sims = store.sentence_vectors[sentence_rows.start:sentence_rows.stop].astype(np.float32) @ query_vector
-        texts = [chunk.text[s - chunk.start:e - chunk.start] for s, e in chunk.sentences]
-        words = [set(tokens(t)) for t in texts]
-        coverages = [_coverage(w, query_weights, total) for w in words]
-        passage_coverage = _coverage(set().union(*words), query_weights, total)
-        for i, text in enumerate(texts):
-            neighbours = max(coverages[i - 1] if i else 0.0, coverages[i + 1] if i + 1 < len(texts) else 0.0)
-            number = (1.0 if _HAS_NUMBER.search(text) else -1.0) if wants_number else 0.0
-            rows.append([float(sims[i]), coverages[i], neighbours, passage_coverage, hit.dense,
-                         hit.lexical / top_lexical, 1.0 / (1 + rank), number, math.log(max(len(text), 10)) / 6])
-            where.append((hit, i, sentence_rows.start + i))
-    return np.asarray(rows, dtype=np.float32), where
+    texts = [sentence_text(store, hit.row, i) for hit, i, _ in where]
+    vectors = store.sentence_vectors[[row for _, _, row in where]].astype(np.float32)
+    cosine = vectors @ query_vector
+    window = vectors.copy()  # each sentence with half of each neighbour in its passage
+    for k, (hit, i, _) in enumerate(where):
+        last = len(store.sentence_rows(hit.row)) - 1
+        window[k] += 0.5 * (vectors[k - 1] if i > 0 else 0) + 0.5 * (vectors[k + 1] if i < last else 0)
+    window_cosine = window @ query_vector / np.maximum(np.linalg.norm(window, axis=1), 1e-9)
+    matched = token_match(question_words, word_vectors(texts))
+    passage_dense = np.array([hit.dense for hit, _, _ in where], np.float32)
+    answer_type = np.array([answers_the_type(question, text) for text in texts], np.float32)
+    return np.column_stack([cosine, matched, window_cosine, passage_dense, answer_type]).astype(np.float32), where
+
+
+def sentence_text(store: Store, row: int, index: int) -> str:
+    chunk = store.chunks[row]
+    start, end = chunk.sentences[index]
+    return chunk.text[start - chunk.start:end - chunk.start]
+
+
+def token_match(question_words: np.ndarray, texts_words: list[np.ndarray]) -> np.ndarray:
+    """Per text: the mean, over the question's content words, of the best cosine to any of the text's words.
+    A soft word overlap: 1.0 when every question word occurs, high when near forms or synonyms do."""
+    out = np.zeros(len(texts_words), np.float32)
+    filled = [k for k, words in enumerate(texts_words) if len(words)]
+    if not len(question_words) or not filled:
+        return out
+    sims = question_words @ np.vstack([texts_words[k] for k in filled]).T
+    starts = np.cumsum([0] + [len(texts_words[k]) for k in filled[:-1]])
+    out[filled] = np.maximum.reduceat(sims, starts, axis=1).mean(axis=0)
+    return out
 
 
 def score_sentences(store: Store, hits: list[Hit], question: str, query_vector: np.ndarray,
-                    query_terms: list[str]) -> list[Candidate]:
+                    question_words: np.ndarray, word_vectors: WordVectors) -> list[Candidate]:
     """Every sentence of `hits`, scored by the fitted sentence model, best first."""
-    features, where = sentence_features(store, hits, question, query_vector, query_terms)
+    features, where = sentence_features(store, hits, question, query_vector, question_words, word_vectors)
     if not where:
         return []
     model = weights()["sentence"]
@@ -129,7 +156,9 @@ def confidence_features(store: Store, candidates: list[Candidate], question: str
     query_weights = dict(zip(query_terms, idfs))
     coverage = _coverage(set(tokens(chunk.text)), query_weights, sum(idfs) or 1.0)
     unknown = 0 if follow_up else min(len(unknown_names(store, question)), 3)
-    return np.asarray([best.score, best.score - runner_up, best.hit.dense, coverage, unknown, known], np.float32)
+    number_missing = not answers_the_type(question, sentence_text(store, best.hit.row, best.index))
+    return np.asarray([best.score, best.score - runner_up, best.hit.dense, coverage, unknown, known, number_missing],
+                      np.float32)
 
 
 def confidence(features: np.ndarray) -> float:

@@ -31,7 +31,7 @@ class AnswerSettings:
     mode: str = "hybrid"  # hybrid | dense | lexical
     whole_passages: bool = False  # quote whole passages instead of sentences (baseline)
     candidates: int = 40  # passages taken from each retriever before fusion
-    passages: int = 6  # fused passages whose sentences compete for the quote
+    passages: int = 10  # fused passages whose sentences compete for the quote
     max_quotes: int = 4
     abstain_below: float | None = None  # confidence threshold; None: the one fitted on dev splits (scoring.json)
     max_question_chars: int = 1000

@@ -219,6 +219,9 @@ class TimedEmbedder:
         self.texts += len(texts)
         return out
 
+    def word_vectors(self, texts):
+        return self.inner.word_vectors(texts)
+
 
 class SyntheticPassageVectors:
     """For sizes too large to embed here: passages and sentences get HashEmbedder vectors of the real
@@ -236,6 +239,9 @@ class SyntheticPassageVectors:
 
     def embed(self, texts):
         return (self.fake if self.building else self.real).embed(texts)
+
+    def word_vectors(self, texts):
+        return self.real.word_vectors(texts)
 
 
 def load_questions(path: str | Path) -> list[tuple[str, tuple[str, ...]]]:

@@ -38,7 +38,7 @@ def dataset_paths(name: str, index_root: Path | None) -> tuple[Path, Path, Path]
     return corpus, (index_root / name if index_root else index), questions
 
 L2 = 1.0
-CONFIDENCE_SIGNS = (1, 1, 1, 1, -1, 1)  # best_score, margin, best_dense, best_coverage, unknown_names, known_weight
+CONFIDENCE_SIGNS = (1, 1, 1, 1, -1, 1, -1)  # in scoring.CONFIDENCE_FEATURES order
 
 
 def logistic(x: np.ndarray, y: np.ndarray, sample_weight: np.ndarray, signs: tuple[int, ...],
@@ -73,7 +73,8 @@ def collect(qa: QA, questions) -> list[dict]:
         question, _ = clean_question(q.question, qa.settings.answer.max_question_chars)
         search = qa.search(question, q.history)
         hits = search.hits[: qa.settings.answer.passages]
-        features, where = scoring.sentence_features(search.store, hits, question, search.vector, search.terms)
+        features, where = scoring.sentence_features(search.store, hits, question, search.vector, search.words,
+                                                      qa.embedder.word_vectors)
         labels = []
         for hit, index, row in where:
             cand = scoring.Candidate(0.0, row, hit, index)
@@ -85,30 +86,32 @@ def collect(qa: QA, questions) -> list[dict]:
     return out
 
 
-def fit_sentence(rows: list[dict], l2: float = 0.1) -> tuple[np.ndarray, float]:
+def fit_sentence(rows_by_set: dict[str, list[dict]], l2: float = 0.1) -> tuple[np.ndarray, float]:
     """Listwise: maximise, per question, the softmax probability of the sentences holding a gold answer —
-    the objective that matches picking one best sentence. (The bias cannot matter to a ranking; it is
-    set so that scores stay near the old scale.)"""
+    the objective that matches picking one best sentence. Each set weighs the same, so the long COVID-QA
+    list does not drown the seed questions. (The bias cannot matter to a ranking; it is set so that scores
+    stay near the old scale.)"""
     from scipy.optimize import minimize
 
-    groups = [(row["features"].astype(np.float64), row["labels"]) for row in rows
-              if not row["q"].unanswerable and row["labels"].any() and not row["labels"].all()]
+    groups = []
+    for rows in rows_by_set.values():
+        usable = [row for row in rows if not row["q"].unanswerable and row["labels"].any() and not row["labels"].all()]
+        groups += [(row["features"].astype(np.float64), row["labels"], 1.0 / len(usable)) for row in usable]
+    total_weight = sum(weight for _, _, weight in groups)
 
     def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
-        total, grad = 0.0, l2 * w
-        total += 0.5 * l2 * float(w @ w)
-        for x, labels in groups:
+        total, grad = 0.5 * l2 * float(w @ w), l2 * w
+        for x, labels, weight in groups:
             z = x @ w
-            z = z - z.max()
-            p_all = np.exp(z) / np.exp(z).sum()
-            p_pos = np.where(labels, np.exp(z), 0.0)
-            p_pos = p_pos / p_pos.sum()
-            total -= float(np.log(np.exp(z)[labels].sum() / np.exp(z).sum()))
-            grad = grad + x.T @ (p_all - p_pos)
-        return total / len(groups), grad / len(groups)
+            e = np.exp(z - z.max())
+            p_all = e / e.sum()
+            p_pos = np.where(labels, e, 0.0) / e[labels].sum()
+            total -= weight * float(np.log(e[labels].sum() / e.sum())) / total_weight
+            grad = grad + weight * (x.T @ (p_all - p_pos)) / total_weight
+        return total, grad
 
     result = minimize(loss, np.zeros(groups[0][0].shape[1]), jac=True, method="L-BFGS-B")
-    return result.x, -float(np.median(np.concatenate([x @ result.x for x, _ in groups])))
+    return result.x, -float(np.median(np.concatenate([x @ result.x for x, _, _ in groups])))
 
 
 def fit_confidence(qa_by_set: dict, rows_by_set: dict) -> tuple[np.ndarray, float, list[tuple]]:
@@ -118,8 +121,9 @@ def fit_confidence(qa_by_set: dict, rows_by_set: dict) -> tuple[np.ndarray, floa
         qa = qa_by_set[name]
         batch = []
         for row in rows:
-            candidates = scoring.score_sentences(row["search"].store, row["search"].hits[: qa.settings.answer.passages],
-                                                 row["question"], row["search"].vector, row["search"].terms)
+            search = row["search"]
+            candidates = scoring.score_sentences(search.store, search.hits[: qa.settings.answer.passages],
+                                                 row["question"], search.vector, search.words, qa.embedder.word_vectors)
             feats = scoring.confidence_features(row["search"].store, candidates, row["question"],
                                                 row["search"].terms, row["search"].follow_up)
             hit = bool(candidates) and _holds_gold(row, candidates[0])
@@ -175,7 +179,7 @@ def main(argv=None) -> int:
         dev = [q for q in load_questions(questions_file) if q.split == "dev"]
         print(f"{name}: {len(dev)} dev questions", file=sys.stderr)
         qa_by_set[name], rows_by_set[name] = qa, collect(qa, dev)
-    sw, sb = fit_sentence([r for rows in rows_by_set.values() for r in rows])
+    sw, sb = fit_sentence(rows_by_set)
     previous = scoring.weights()
     fitted = dict(previous, sentence={"features": list(scoring.SENTENCE_FEATURES), "weights": [round(float(v), 4) for v in sw],
                                       "bias": round(sb, 4)})

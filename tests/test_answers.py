@@ -1,15 +1,18 @@
-"""What a user checks of an answer: the quote is verbatim and short, unrelated questions are declined,
-follow-ups are answered in context, and acronyms defined in the corpus work both ways."""
+"""What a user checks of an answer: the quote is verbatim and short, unrelated questions and figures the
+documents never give are declined, follow-ups are answered in context, and acronyms defined in the corpus work
+both ways."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from app import acronyms
 from app.embedding import HashEmbedder
 from app.qa import QA, is_follow_up
+from app.scoring import token_match
 from app.settings import Settings
 
 PROGRAMS = {
@@ -123,3 +126,31 @@ def test_an_acronym_question_finds_text_that_uses_the_long_form(tmp_path):
     qa.build()
     answer = qa.ask("How many dollars does CWS receive each year?")
     assert "twelve million dollars" in answer.citations[0].quote  # b.md and c.md differ only by the long form
+
+
+def test_a_figure_the_documents_never_give_is_declined_and_one_they_give_is_quoted(programs):
+    """The fund is named, but no amount: quoting the sentence that names it would not answer "how much"."""
+    missing = programs.ask("How much money does the Regional Cooperation Fund give the Attachment Program?")
+    assert missing.abstained
+    given = programs.ask("How many officials take part in the Attachment Program each year?")
+    assert not given.abstained
+    assert "About forty officials" in given.citations[0].quote
+
+
+def test_token_match_is_a_soft_word_overlap(real_embedder):
+    """Near forms ("funds"/"funded", "Normans"/"Norman") count; unrelated sentences score near zero."""
+    question = real_embedder.word_vectors(["Who funds the Normans?"])[0]
+    related, unrelated, same = real_embedder.word_vectors(
+        ["The program is funded by the Norman fund.", "The monsoon season brings heavy rain.", "Who funds the Normans?"])
+    scores = token_match(question, [related, unrelated, same, np.zeros((0, real_embedder.dimension), np.float32)])
+    assert scores[2] == pytest.approx(1.0, abs=1e-5)
+    assert scores[0] > 0.5 > 0.2 > scores[1]
+    assert scores[3] == 0.0  # a sentence with no content words
+
+
+def test_the_fake_embedder_matches_only_the_same_words():
+    fake = HashEmbedder()
+    question, text = fake.word_vectors(["Who funds the garden?", "The garden fee funds seeds."])
+    assert token_match(question, [text])[0] == pytest.approx(1.0)  # "funds" and "garden" both occur
+    other = fake.word_vectors(["Rain falls in June."])[0]
+    assert token_match(question, [other])[0] < 0.5
