@@ -1,10 +1,11 @@
 """Fit the sentence scorer and the confidence model (app/scoring.py) on the DEV splits, write app/scoring.json.
 
-    python -m eval.fit [--datasets seed,squad2,covid_qa] [--max-false-abstention 0.08]
+    python -m eval.fit [--datasets seed,squad2,covid_qa] [--max-false-abstention 0.05]
 
 Only dev questions are read; the test splits stay held out for `python -m eval`. Both models are logistic
 regressions on generic features, fitted with plain NumPy (Newton steps, L2). The abstention threshold is
-the highest one whose false-abstention rate on dev answerable questions stays under the given bound.
+the highest one whose false-abstention rate on dev answerable questions stays under the given bound in every
+question set.
 """
 
 from __future__ import annotations
@@ -46,11 +47,14 @@ def logistic(x: np.ndarray, y: np.ndarray, sample_weight: np.ndarray, signs: tup
     """Weighted L2-regularised logistic regression; returns (weights, bias).
 
     `signs` fixes the direction of each feature's weight (+1, -1, 0 for free): more coverage or a higher
-    best score must never lower confidence, whatever quirk of a small dev set says otherwise.
+    best score must never lower confidence, whatever quirk of a small dev set says otherwise. Features are
+    standardised for the fit, so the penalty does not favour those that happen to have a wide range.
     """
     from scipy.optimize import minimize
 
-    X = np.hstack([x.astype(np.float64), np.ones((len(x), 1))])
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale == 0] = 1.0
+    X = np.hstack([(x.astype(np.float64) - mean) / scale, np.ones((len(x), 1))])
     sample_weight = sample_weight * len(sample_weight) / sample_weight.sum()  # mean 1: L2 means the same at any size
     reg = np.full(X.shape[1], l2)
     reg[-1] = 0.0
@@ -63,7 +67,8 @@ def logistic(x: np.ndarray, y: np.ndarray, sample_weight: np.ndarray, signs: tup
 
     bounds = [(0, None) if s > 0 else (None, 0) if s < 0 else (None, None) for s in signs] + [(None, None)]
     result = minimize(loss, np.zeros(X.shape[1]), jac=True, method="L-BFGS-B", bounds=bounds)
-    return result.x[:-1], float(result.x[-1])
+    weights = result.x[:-1] / scale
+    return weights, float(result.x[-1] - weights @ mean)
 
 
 def collect(qa: QA, questions) -> list[dict]:
@@ -148,8 +153,9 @@ def _holds_gold(row: dict, cand: scoring.Candidate) -> bool:
 
 
 def choose_threshold(scored: list[tuple], max_false: float) -> float:
-    """The highest threshold whose false abstention on answerable dev questions stays <= max_false
-    (averaged over the question sets, so a big set does not drown a small one)."""
+    """The highest threshold whose false abstention on answerable dev questions stays <= max_false in every
+    question set: a corpus whose questions are phrased unlike its text (the seed set's paraphrases) must not
+    pay for the others' easy ones."""
     names = sorted({s[1] for s in scored})
     best = 0.0
     for t in np.arange(0.0, 1.0, 0.01):
@@ -158,7 +164,7 @@ def choose_threshold(scored: list[tuple], max_false: float) -> float:
             answerable = [p for p, n, unans, _ in scored if n == name and not unans]
             if answerable:
                 rates.append(sum(p < t for p in answerable) / len(answerable))
-        if rates and np.mean(rates) <= max_false:
+        if rates and max(rates) <= max_false:
             best = float(t)
     return round(best, 2)
 
@@ -166,7 +172,7 @@ def choose_threshold(scored: list[tuple], max_false: float) -> float:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.fit", description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="seed,squad2,covid_qa")
-    parser.add_argument("--max-false-abstention", type=float, default=0.08)
+    parser.add_argument("--max-false-abstention", type=float, default=0.05)
     parser.add_argument("--index-root", type=Path, help="keep each set's index in INDEX_ROOT/NAME instead")
     parser.add_argument("--dry-run", action="store_true", help="print the weights, do not write scoring.json")
     args = parser.parse_args(argv)
