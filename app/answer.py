@@ -17,7 +17,7 @@ from .scoring import Candidate
 from .settings import AnswerSettings
 from .store import Store
 
-SUPPORT_MARGIN = 1.0  # supporting quotes score within this many logits of the best one
+SUPPORT_MARGIN = 0.5  # supporting quotes score within this many logits of the best one: at least ~60% as likely
 NEAR_DUPLICATE = 0.6
 _BACK_REFERENCE = re.compile(
     r"^(it|its|this|that|these|those|they|their|them|he|she|his|her|such|there|the latter|the former|both|"

@@ -109,7 +109,7 @@ def test_answer_quotes_with_marker_linked_to_its_source_card(page, served):
     reply = ask(page, question)
     first = expected.citations[0]
     quote = reply.locator("blockquote.vb-quote").first
-    expect(quote).to_contain_text("$60 million in new regional maritime initiatives")
+    expect(quote).to_contain_text(re.compile(r"Coast Guard|USCG"))  # on topic: the Coast Guard or its acronym
     expect(quote).to_contain_text(f"“{fold(first.quote)}” [1]")
     expect(reply.locator("a.vb-marker")).to_have_count(len(expected.citations))
     for citation in expected.citations:  # each marker leads to a card: title, and the quote marked in its passage
