@@ -2,8 +2,9 @@
 
 - the sentence scorer: how likely a sentence of a retrieved passage answers the question, from its
   similarity to the question alone and with its neighbours, its soft word overlap with the question
-  (`token_match`), and its passage's similarity. Passages are scored whole by retrieval; within them the
-  sentence's own fit decides (richer passage and lexical features overfitted the dev splits);
+  (`token_match`), its passage's similarity, and whether it holds the kind of answer asked for (a figure
+  for "how many"). Passages are ranked by retrieval; within them the sentence's own fit decides (richer
+  passage and lexical features did worse on held-out dev folds);
 - the confidence model: how likely the best sentence answers at all, from the best sentence's score, the
   margin to the runner-up, the best passage, whether the question names things the corpus never
   mentions, and whether it asks for a number the best sentence does not give. Verbatim abstains below a

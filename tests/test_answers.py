@@ -12,7 +12,7 @@ import pytest
 from app import acronyms
 from app.embedding import HashEmbedder
 from app.qa import QA, is_follow_up
-from app.scoring import token_match
+from app.scoring import answers_the_type, token_match
 from app.settings import Settings
 
 PROGRAMS = {
@@ -154,3 +154,16 @@ def test_the_fake_embedder_matches_only_the_same_words():
     assert token_match(question, [text])[0] == pytest.approx(1.0)  # "funds" and "garden" both occur
     other = fake.word_vectors(["Rain falls in June."])[0]
     assert token_match(question, [other])[0] < 0.5
+
+
+@pytest.mark.parametrize("question, sentence, answers", [
+    ("How many officials take part?", "About forty officials take part each year.", True),
+    ("How much did it invest?", "It invested $3.5 million.", True),
+    ("How many people attended?", "In August 2024, the Center hosted an ASEAN Day celebration.", False),  # a year
+    ("How much funding did the Fund commit?", "The program is funded by the Fund.", False),
+    ("In what year was it founded?", "It was founded in 1967.", True),
+    ("Which month does the rain start?", "The rain starts in June.", True),
+    ("Who funds the program?", "The program is funded by the Fund.", True),  # no figure asked for
+])
+def test_a_quantity_question_needs_a_figure_in_the_sentence(question, sentence, answers):
+    assert answers_the_type(question, sentence) is answers
