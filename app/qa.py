@@ -110,19 +110,18 @@ class QA:
         follow_up = bool(context) and is_follow_up(question)
         own = acronyms.expand(question, store.acronyms)
         query = acronyms.expand(" ".join([question, *context]), store.acronyms) if follow_up else own
-        vectors = self.embedder.embed([own, *context] if follow_up else [own])
+        earlier = [acronyms.expand(q, store.acronyms) for q in context] if follow_up else []
+        vectors = self.embedder.embed([own, *earlier])  # one batch: the model runs once per question
         vector = vectors[0] + FOLLOW_UP_WEIGHT * vectors[1:].sum(axis=0) if follow_up else vectors[0]
         vector = (vector / max(float(np.linalg.norm(vector)), 1e-9)).astype(np.float32)
-        boost = self._context_boost(store, context) if follow_up else None
+        boost = self._context_boost(store, earlier[-1], vectors[-1]) if follow_up else None
         hits = retrieve(store, query, vector, settings, boost)
         words = self.embedder.word_vectors([question])[0]
         return Search(store, query, hits, tokens(own), words, vector, follow_up)
 
-    def _context_boost(self, store: Store, context: list[str]) -> dict[int, float]:
+    def _context_boost(self, store: Store, previous: str, vector: np.ndarray) -> dict[int, float]:
         """Rows in the sections that the previous question's best passages came from. A document's passages
         are contiguous rows, so only the neighbourhood of each hit is scanned."""
-        previous = context[-1]
-        vector = self.embedder.embed([acronyms.expand(previous, store.acronyms)])[0]
         boost: dict[int, float] = {}
         for hit in retrieve(store, previous, vector, self.settings.answer)[:2]:
             anchor = store.chunks[hit.row]
