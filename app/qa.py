@@ -2,8 +2,8 @@
 
 A `QA` holds the current index and notices when a build publishes a new one: the next question loads it,
 while questions already running finish on the index they started with. Follow-up questions ("Who funds
-it?") are searched together with the conversation's earlier questions and stay near the passages those
-questions were answered from.
+it?") are searched together with the conversation's earlier questions and the sentence the previous one was
+answered with, and stay near the passages that answer came from.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from .settings import Settings
 from .store import IndexDir, Store, load_store
 
 FOLLOW_UP_WEIGHT = 0.6  # weight of the previous question's vector in a follow-up's query vector
+ANSWER_WEIGHT = 1.0  # weight of the sentence the previous question was answered with (chosen on dev follow-ups)
 CONTEXT_BOOST = 0.08  # fused-score bonus for passages in the section the conversation is about
 _ANAPHORA = re.compile(
     r"\b(it|its|it's|they|them|their|theirs|this|that|these|those|he|him|his|she|her|there|then|the same|"
@@ -113,17 +114,26 @@ class QA:
         earlier = [acronyms.expand(q, store.acronyms) for q in context] if follow_up else []
         vectors = self.embedder.embed([own, *earlier])  # one batch: the model runs once per question
         vector = vectors[0] + FOLLOW_UP_WEIGHT * vectors[1:].sum(axis=0) if follow_up else vectors[0]
+        boost = None
+        if follow_up:
+            boost, answered = self._conversation_context(store, context[-1], earlier[-1], vectors[-1])
+            vector = vector + ANSWER_WEIGHT * answered
         vector = (vector / max(float(np.linalg.norm(vector)), 1e-9)).astype(np.float32)
-        boost = self._context_boost(store, earlier[-1], vectors[-1]) if follow_up else None
         hits = retrieve(store, query, vector, settings, boost)
         words = self.embedder.word_vectors([question])[0]
         return Search(store, query, hits, tokens(own), words, vector, follow_up)
 
-    def _context_boost(self, store: Store, previous: str, vector: np.ndarray) -> dict[int, float]:
-        """Rows in the sections that the previous question's best passages came from. A document's passages
-        are contiguous rows, so only the neighbourhood of each hit is scanned."""
+    def _conversation_context(self, store: Store, previous: str, expanded: str,
+                       vector: np.ndarray) -> tuple[dict[int, float], np.ndarray]:
+        """Rows in the sections that the previous question's best passages came from, and the vector of the
+        sentence it was answered with. A document's passages are contiguous rows, so only the neighbourhood
+        of each hit is scanned."""
         boost: dict[int, float] = {}
-        for hit in retrieve(store, previous, vector, self.settings.answer)[:2]:
+        hits = retrieve(store, expanded, vector, self.settings.answer)
+        best = scoring.score_sentences(store, hits[: self.settings.answer.passages], previous, vector,
+                                       self.embedder.word_vectors([previous])[0], self.embedder.word_vectors)
+        answered = store.sentence_vectors[best[0].sentence_row].astype(np.float32) if best else np.zeros_like(vector)
+        for hit in hits[:2]:
             anchor = store.chunks[hit.row]
             boost[hit.row] = CONTEXT_BOOST
             for step in (-1, 1):
@@ -132,7 +142,7 @@ class QA:
                     if anchor.section and store.chunks[row].section == anchor.section:
                         boost[row] = CONTEXT_BOOST
                     row += step
-        return boost
+        return boost, answered
 
 
 def clean_question(question: str, max_chars: int) -> tuple[str, str | None]:
