@@ -29,14 +29,13 @@ def quote_span(store: Store, cand: Candidate) -> tuple[int, int]:
     chunk = store.chunks[cand.hit.row]
     sentences = chunk.sentences
     start, end = sentences[cand.index]
-    text = chunk.text[start - chunk.start:end - chunk.start]
+    text = chunk.sentence(cand.index)
     if text.rstrip().endswith(":") and cand.index + 1 < len(sentences):
         end = sentences[cand.index + 1][1]
     elif cand.index > 0 and (_BACK_REFERENCE.match(text) or len(text) < 50):
-        prev_start, prev_end = sentences[cand.index - 1]
-        prev_text = chunk.text[prev_start - chunk.start:prev_end - chunk.start]
+        prev_text = chunk.sentence(cand.index - 1)
         if len(prev_text) + len(text) < 420 or prev_text.rstrip().endswith(":"):
-            start = prev_start
+            start = sentences[cand.index - 1][0]
     return start, end
 
 
@@ -49,7 +48,7 @@ def _near_duplicate(a: str, b: str) -> bool:
 
 def make_citation(store: Store, number: int, hit: Hit, start: int, end: int, score: float) -> Citation:
     chunk = store.chunks[hit.row]
-    quote = chunk.text[start - chunk.start:end - chunk.start]
+    quote = chunk.text_at(start, end)
     return Citation(
         id=number, quote=quote, doc=chunk.doc, title=store.manifest["files"][chunk.doc]["title"],
         section=chunk.section, start=start, end=end, score=score, page=chunk.page,
@@ -68,7 +67,7 @@ def select_quotes(store: Store, candidates: list[Candidate], settings: AnswerSet
             break
         chunk = store.chunks[cand.hit.row]
         start, end = quote_span(store, cand) if not citations else chunk.sentences[cand.index]
-        quote = chunk.text[start - chunk.start:end - chunk.start]
+        quote = chunk.text_at(start, end)
         if any(doc == chunk.doc and s < end and start < e for doc, s, e in taken):
             continue
         if any(_near_duplicate(quote, c.quote) for c in citations):

@@ -124,7 +124,7 @@ class QA:
         return Search(store, query, hits, tokens(own), words, vector, follow_up)
 
     def _conversation_context(self, store: Store, previous: str, expanded: str,
-                       vector: np.ndarray) -> tuple[dict[int, float], np.ndarray]:
+                              vector: np.ndarray) -> tuple[dict[int, float], np.ndarray]:
         """Rows in the sections that the previous question's best passages came from, and the vector of the
         sentence it was answered with. A document's passages are contiguous rows, so only the neighbourhood
         of each hit is scanned."""

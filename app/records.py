@@ -47,6 +47,13 @@ class Chunk:
     page: int | None
     sentences: tuple[tuple[int, int], ...]  # absolute (start, end) offsets, inside [start, end)
 
+    def text_at(self, start: int, end: int) -> str:
+        """The document's text[start:end], for absolute offsets inside this passage."""
+        return self.text[start - self.start:end - self.start]
+
+    def sentence(self, index: int) -> str:
+        return self.text_at(*self.sentences[index])
+
 
 @dataclass(frozen=True)
 class Hit:

@@ -87,24 +87,18 @@ def sentence_features(store: Store, hits: list[Hit], question: str, query_vector
     where = [(hit, i, rows.start + i) for hit in hits for rows in [store.sentence_rows(hit.row)] for i in range(len(rows))]
     if not where:
         return np.zeros((0, len(SENTENCE_FEATURES)), np.float32), []
-    texts = [sentence_text(store, hit.row, i) for hit, i, _ in where]
+    texts = [store.chunks[hit.row].sentence(i) for hit, i, _ in where]
     vectors = store.sentence_vectors[[row for _, _, row in where]].astype(np.float32)
     cosine = vectors @ query_vector
     window = vectors.copy()  # each sentence with half of each neighbour in its passage
-    for k, (hit, i, _) in enumerate(where):
-        last = len(store.sentence_rows(hit.row)) - 1
-        window[k] += 0.5 * (vectors[k - 1] if i > 0 else 0) + 0.5 * (vectors[k + 1] if i < last else 0)
+    for k, (_, i, _) in enumerate(where):  # a passage's sentences are consecutive in `where`, from index 0
+        has_next = k + 1 < len(where) and where[k + 1][1] == i + 1
+        window[k] += 0.5 * (vectors[k - 1] if i > 0 else 0) + 0.5 * (vectors[k + 1] if has_next else 0)
     window_cosine = window @ query_vector / np.maximum(np.linalg.norm(window, axis=1), 1e-9)
     matched = token_match(question_words, word_vectors(texts))
     passage_dense = np.array([hit.dense for hit, _, _ in where], np.float32)
     answer_type = np.array([answers_the_type(question, text) for text in texts], np.float32)
     return np.column_stack([cosine, matched, window_cosine, passage_dense, answer_type]).astype(np.float32), where
-
-
-def sentence_text(store: Store, row: int, index: int) -> str:
-    chunk = store.chunks[row]
-    start, end = chunk.sentences[index]
-    return chunk.text[start - chunk.start:end - chunk.start]
 
 
 def token_match(question_words: np.ndarray, texts_words: list[np.ndarray]) -> np.ndarray:
@@ -157,7 +151,7 @@ def confidence_features(store: Store, candidates: list[Candidate], question: str
     query_weights = dict(zip(query_terms, idfs))
     coverage = _coverage(set(tokens(chunk.text)), query_weights, sum(idfs) or 1.0)
     unknown = 0 if follow_up else min(len(unknown_names(store, question)), 3)
-    number_missing = not answers_the_type(question, sentence_text(store, best.hit.row, best.index))
+    number_missing = not answers_the_type(question, store.chunks[best.hit.row].sentence(best.index))
     return np.asarray([best.score, best.score - runner_up, best.hit.dense, coverage, unknown, known, number_missing],
                       np.float32)
 

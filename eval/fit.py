@@ -85,7 +85,7 @@ def collect(qa: QA, questions) -> list[dict]:
             cand = scoring.Candidate(0.0, row, hit, index)
             start, end = quote_span(search.store, cand)
             chunk = search.store.chunks[hit.row]
-            labels.append(contains_gold(chunk.text[start - chunk.start:end - chunk.start], q.answers))
+            labels.append(contains_gold(chunk.text_at(start, end), q.answers))
         out.append({"q": q, "question": question, "search": search, "features": features, "where": where,
                     "labels": np.asarray(labels, dtype=bool)})
     return out
@@ -129,8 +129,8 @@ def fit_confidence(qa_by_set: dict, rows_by_set: dict) -> tuple[np.ndarray, floa
             search = row["search"]
             candidates = scoring.score_sentences(search.store, search.hits[: qa.settings.answer.passages],
                                                  row["question"], search.vector, search.words, qa.embedder.word_vectors)
-            feats = scoring.confidence_features(row["search"].store, candidates, row["question"],
-                                                row["search"].terms, row["search"].follow_up)
+            feats = scoring.confidence_features(search.store, candidates, row["question"], search.terms,
+                                                search.follow_up)
             hit = bool(candidates) and _holds_gold(row, candidates[0])
             batch.append((feats, row["q"].unanswerable, hit))
         for label_kind in (True, False):
