@@ -1,9 +1,13 @@
 """BM25 as a sparse term-by-passage matrix: scoring a query is a sum of a few matrix rows, no Python loop
 over passages, so it stays fast at a million passages. Saved as plain arrays (npz) and a JSON vocabulary.
+
+Fitting streams: passages are tokenised in blocks and each block's term counts become numpy arrays at once,
+so a million passages cost arrays of their nonzeros, not Python lists of them (which peaked at 3.5 GB).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from pathlib import Path
@@ -21,6 +25,7 @@ STOPWORDS = frozenset(
     could shall may might must also as per via tell please give list name say said""".split()
 )
 _WORD = re.compile(r"\w+", re.UNICODE)
+FIT_BLOCK = 8192  # passages tokenised per block while fitting
 
 
 def stem(word: str) -> str:
@@ -55,32 +60,38 @@ class BM25:
     @classmethod
     def fit(cls, texts: Iterable[str], k1: float = 1.2, b: float = 0.75) -> "BM25":
         vocab: dict[str, int] = {}
-        rows: list[int] = []
-        cols: list[int] = []
-        counts: list[int] = []
-        lengths: list[int] = []
-        for col, text in enumerate(texts):
-            terms = tokens(text)
-            lengths.append(len(terms))
-            bag: dict[int, int] = {}
-            for term in terms:
-                tid = vocab.setdefault(term, len(vocab))
-                bag[tid] = bag.get(tid, 0) + 1
-            rows.extend(bag.keys())
-            cols.extend([col] * len(bag))
-            counts.extend(bag.values())
-        n_docs = len(lengths)
-        tf = sparse.csr_matrix(
-            (np.asarray(counts, dtype=np.float32), (np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64))),
-            shape=(len(vocab), n_docs),
-        )
-        df = np.diff(tf.indptr).astype(np.float32)
+        stems: dict[str, int | None] = {}  # word -> term id (None: a stopword), so each word is stemmed once
+        rows, cols, counts, lengths = [], [], [], []
+        texts = iter(texts)
+        n_docs = 0
+        while block := list(itertools.islice(texts, FIT_BLOCK)):
+            ids: list[int] = []
+            sizes: list[int] = []
+            for text in block:
+                before = len(ids)
+                for word in _WORD.findall(text.lower()):
+                    tid = stems.get(word, -1)
+                    if tid == -1:
+                        tid = stems[word] = (vocab.setdefault(stem(word), len(vocab))
+                                             if word not in STOPWORDS and (len(word) > 1 or word.isdigit()) else None)
+                    if tid is not None:
+                        ids.append(tid)
+                sizes.append(len(ids) - before)
+            doc = np.repeat(np.arange(n_docs, n_docs + len(block), dtype=np.int64), sizes)
+            keys, tf = np.unique(doc << 32 | np.asarray(ids, dtype=np.int64), return_counts=True)
+            rows.append((keys & 0xFFFFFFFF).astype(np.int32))
+            cols.append((keys >> 32).astype(np.int32))
+            counts.append(tf.astype(np.float32))
+            lengths.append(np.asarray(sizes, dtype=np.float32))
+            n_docs += len(block)
+        row, col, count = (np.concatenate(a) if a else np.zeros(0, t)
+                           for a, t in ((rows, np.int32), (cols, np.int32), (counts, np.float32)))
+        length = np.concatenate(lengths) if lengths else np.zeros(0, np.float32)
+        df = np.bincount(row, minlength=len(vocab)).astype(np.float32)
         idf = np.log1p((n_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
-        length = np.asarray(lengths, dtype=np.float32)
         norm = k1 * (1 - b + b * length / max(float(length.mean()) if n_docs else 1.0, 1.0))
-        weights = tf.tocoo()
-        data = weights.data * (k1 + 1) / (weights.data + norm[weights.col]) * idf[weights.row]
-        matrix = sparse.csr_matrix((data.astype(np.float32), (weights.row, weights.col)), shape=tf.shape)
+        data = count * (k1 + 1) / (count + norm[col]) * idf[row]
+        matrix = sparse.csr_matrix((data.astype(np.float32), (row, col)), shape=(len(vocab), n_docs))
         return cls(vocab, matrix, idf)
 
     def term_ids(self, query: str) -> list[int]:

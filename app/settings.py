@@ -10,7 +10,7 @@ import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: chunk_rows.npy (record offsets, sentence rows); per-file acronyms in the manifest
 APP_VERSION = "0.1.0"
 
 

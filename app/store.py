@@ -3,19 +3,26 @@
 Layout under the index folder (see index/README.md):
 
     current -> builds/<build id>     symlink, swapped atomically when a build is complete
-    builds/<build id>/               manifest.json, chunks.jsonl, chunk_vectors.npy, sentence_vectors.npy,
-                                     lexical.npz, lexical_vocab.json, acronyms.json [, dense.faiss]
+    builds/<build id>/               manifest.json, chunks.jsonl, chunk_rows.npy, chunk_vectors.npy,
+                                     sentence_vectors.npy, lexical.npz, lexical_vocab.json, acronyms.json
+                                     [, dense.faiss]
     .lock                            held by the one build that may run at a time
 
 A reader resolves `current` once and reads a complete build; a build in progress writes a folder no
 reader looks at. The store knows arrays and records, not the model.
+
+Loading is cheap at a million passages: the vector arrays are memory-mapped, records are parsed when a row is
+read (chunk_rows.npy holds each record's byte offset and first sentence row), and only files up to
+`HASH_ON_LOAD_BYTES` are hashed on load; larger ones are checked by size and shape (the build hashed them all).
 """
 
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
+import mmap
 import os
 import shutil
 import time
@@ -23,7 +30,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Iterator
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -35,6 +42,39 @@ from .settings import FORMAT_VERSION
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 200  # faiss's default 40 gave recall@10 0.85 at 1M passages (eval.bench); 200: 0.99 at 250k
 HNSW_EF_SEARCH = 128
+REBUILD_FULL = "run `python -m app build --full` to rebuild it"
+HASH_ON_LOAD_BYTES = 32 << 20  # larger artefacts are checked by size on load: hashing 5 GB would take 10 s
+
+
+class ChunkTable(Sequence):
+    """The passages of a build, parsed from chunks.jsonl when a row is read: a million `Chunk`s held as
+    objects would cost seconds to load and gigabytes to keep. Rows naming a document outside the manifest's
+    files are refused when read (an index may come from anyone)."""
+
+    def __init__(self, path: Path, offsets: np.ndarray, files: dict) -> None:
+        self._offsets = offsets
+        self._files = files
+        with open(path, "rb") as handle:
+            self._data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) if offsets[-1] else b""
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    def __getitem__(self, row):
+        if isinstance(row, slice):
+            return [self[i] for i in range(*row.indices(len(self)))]
+        if row < 0:
+            row += len(self)
+        if not 0 <= row < len(self):
+            raise IndexError(row)
+        line = self._data[int(self._offsets[row]):int(self._offsets[row + 1])]
+        try:
+            chunk = chunk_from_json(json.loads(line))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise IndexMismatch(f"index record {row} cannot be read ({exc}); {REBUILD_FULL}") from None
+        if chunk.doc not in self._files:
+            raise IndexMismatch(f"index record {row} names a document outside its corpus; {REBUILD_FULL}")
+        return chunk
 
 
 @dataclass
@@ -43,15 +83,15 @@ class Store:
 
     folder: Path
     manifest: dict
-    chunks: list[Chunk]
-    chunk_vectors: np.ndarray  # float32 (passages, dim)
-    sentence_vectors: np.ndarray  # float16 (sentences, dim), passage by passage
+    chunks: Sequence[Chunk]  # a ChunkTable when loaded
+    chunk_vectors: np.ndarray  # float32 (passages, dim), memory-mapped when loaded
+    sentence_vectors: np.ndarray  # float16 (sentences, dim), passage by passage, memory-mapped when loaded
     sentence_start: np.ndarray  # first sentence row of each passage; len = passages + 1
     dense: object  # a faiss index over chunk_vectors
     lexical: BM25
     acronyms: dict[str, str]
 
-    @property
+    @functools.cached_property
     def titles(self) -> dict[str, str]:
         return {path: info["title"] for path, info in self.manifest["files"].items()}
 
@@ -107,22 +147,35 @@ def index_description(index) -> dict:
             "ef_search": HNSW_EF_SEARCH}
 
 
-def write_build(
-    folder: Path, manifest: dict, chunks: list[Chunk], chunk_vectors: np.ndarray,
-    sentence_vectors: np.ndarray, lexical: BM25, acronyms: dict[str, str], exact_limit: int,
-) -> None:
-    """Write every file of a build into `folder` (new, private), checksums last, manifest very last."""
+def open_vectors(folder: Path, chunks: int, sentences: int, dimension: int) -> tuple[np.ndarray, np.ndarray]:
+    """Create `folder` (new, private) with its two vector files, memory-mapped for writing row by row: a
+    build of a million passages never holds its vectors in memory."""
+    folder.mkdir(parents=True)
+    chunk_vectors = np.lib.format.open_memmap(folder / "chunk_vectors.npy", "w+", np.float32, (chunks, dimension))
+    sentence_vectors = np.lib.format.open_memmap(folder / "sentence_vectors.npy", "w+", np.float16,
+                                                 (sentences, dimension))
+    return chunk_vectors, sentence_vectors
+
+
+def write_build(folder: Path, manifest: dict, chunks: Iterable[Chunk], lexical: BM25, acronyms: dict[str, str],
+                exact_limit: int) -> None:
+    """Write the rest of a build into `folder` (whose vectors `open_vectors` made and the build filled):
+    records, row offsets, lexical index, acronyms, dense index; checksums last, manifest very last."""
     import faiss
 
-    folder.mkdir(parents=True)
-    with open(folder / "chunks.jsonl", "w", encoding="utf-8") as out:
+    offsets, sentence_start = [0], [0]
+    with open(folder / "chunks.jsonl", "wb") as out:
         for chunk in chunks:
-            out.write(json.dumps(chunk_to_json(chunk), ensure_ascii=False) + "\n")
-    np.save(folder / "chunk_vectors.npy", chunk_vectors.astype(np.float32), allow_pickle=False)
-    np.save(folder / "sentence_vectors.npy", sentence_vectors.astype(np.float16), allow_pickle=False)
-    files = ["chunks.jsonl", "chunk_vectors.npy", "sentence_vectors.npy", *lexical.save(folder), "acronyms.json"]
+            line = (json.dumps(chunk_to_json(chunk), ensure_ascii=False) + "\n").encode("utf-8")
+            out.write(line)
+            offsets.append(offsets[-1] + len(line))
+            sentence_start.append(sentence_start[-1] + len(chunk.sentences))
+    rows = np.stack([np.asarray(offsets, np.int64), np.asarray(sentence_start, np.int64)], axis=1)
+    np.save(folder / "chunk_rows.npy", rows, allow_pickle=False)
+    files = ["chunks.jsonl", "chunk_rows.npy", "chunk_vectors.npy", "sentence_vectors.npy", *lexical.save(folder),
+             "acronyms.json"]
     (folder / "acronyms.json").write_text(json.dumps(acronyms, ensure_ascii=False, sort_keys=True), encoding="utf-8")
-    index = dense_index(chunk_vectors, exact_limit)
+    index = dense_index(np.load(folder / "chunk_vectors.npy", mmap_mode="r", allow_pickle=False), exact_limit)
     if not isinstance(index, faiss.IndexFlatIP):
         faiss.write_index(index, str(folder / "dense.faiss"))
         files.append("dense.faiss")
@@ -239,7 +292,7 @@ def read_manifest(folder: Path) -> dict:
 
 def check_manifest(manifest: dict, model_id: str, dimension: int) -> None:
     """Refuse an index built by another format version or model: its vectors would give wrong answers."""
-    fix = "run `python -m app build --full` to rebuild it"
+    fix = REBUILD_FULL
     if manifest.get("format_version") != FORMAT_VERSION:
         raise IndexMismatch(f"index format {manifest.get('format_version')} is not this program's {FORMAT_VERSION}; {fix}")
     model = manifest.get("model", {})
@@ -251,23 +304,36 @@ def check_manifest(manifest: dict, model_id: str, dimension: int) -> None:
 
 
 def verify_artifacts(folder: Path, manifest: dict) -> None:
-    """Every file the manifest lists is there with its recorded size and sha256, and the row counts agree
-    (read from the .npy headers and line count, without loading the arrays)."""
-    fix = "run `python -m app build --full` to rebuild it"
+    """Every file the manifest lists is there with its recorded size (and sha256, up to `HASH_ON_LOAD_BYTES`),
+    and the row counts agree (read from the .npy headers, without loading the arrays)."""
     for name, expected in manifest.get("artifacts", {}).items():
         path = folder / name
-        if not path.is_file() or _checksum(path) != expected:
-            raise IndexMismatch(f"index file {name} is missing or damaged; {fix}")
+        try:
+            size = path.stat().st_size
+        except OSError:
+            size = None
+        if size != expected.get("bytes") or (size <= HASH_ON_LOAD_BYTES and _checksum(path) != expected):
+            raise IndexMismatch(f"index file {name} is missing or damaged; {REBUILD_FULL}")
+    _row_arrays(folder, manifest)
+
+
+def _row_arrays(folder: Path, manifest: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(chunk_rows, chunk_vectors, sentence_vectors), memory-mapped, with their row counts checked against
+    the manifest and each other."""
     try:
         counts = manifest["counts"]
-        with open(folder / "chunks.jsonl", "rb") as handle:
-            records = sum(1 for _ in handle)
-        chunk_rows = np.load(folder / "chunk_vectors.npy", mmap_mode="r", allow_pickle=False).shape[0]
-        sentence_rows = np.load(folder / "sentence_vectors.npy", mmap_mode="r", allow_pickle=False).shape[0]
+        rows = np.load(folder / "chunk_rows.npy", mmap_mode="r", allow_pickle=False)
+        chunk_vectors = np.load(folder / "chunk_vectors.npy", mmap_mode="r", allow_pickle=False)
+        sentence_vectors = np.load(folder / "sentence_vectors.npy", mmap_mode="r", allow_pickle=False)
+        records_bytes = (folder / "chunks.jsonl").stat().st_size
+        consistent = (rows.ndim == 2 and rows.shape[1] == 2 and len(rows) == counts["chunks"] + 1
+                      and chunk_vectors.shape[0] == counts["chunks"] and rows[-1, 0] == records_bytes
+                      and sentence_vectors.shape[0] == counts["sentences"] == rows[-1, 1])
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise IndexMismatch(f"index at {folder} cannot be read ({exc}); {fix}") from None
-    if not records == chunk_rows == counts["chunks"] or sentence_rows != counts["sentences"]:
-        raise IndexMismatch(f"index row counts disagree with its manifest; {fix}")
+        raise IndexMismatch(f"index at {folder} cannot be read ({exc}); {REBUILD_FULL}") from None
+    if not consistent:
+        raise IndexMismatch(f"index row counts disagree with its manifest; {REBUILD_FULL}")
+    return rows, chunk_vectors, sentence_vectors
 
 
 def safe_doc_path(path: str) -> bool:
@@ -277,32 +343,31 @@ def safe_doc_path(path: str) -> bool:
 
 
 def load_store(index_root: Path, model_id: str, dimension: int, folder: Path | None = None) -> Store:
-    """Load and verify the current build (or `folder`): manifest, checksums, row counts, dimensions."""
+    """Load and verify the current build (or `folder`): manifest, sizes (and small files' checksums), row
+    counts, dimensions. Arrays are memory-mapped and records read on demand, so this takes seconds at a
+    million passages."""
     folder = folder or IndexDir(index_root).current()
     if folder is None:
         raise IndexMissing(f"no index at {index_root}; run `python -m app build`")
     manifest = read_manifest(folder)
     check_manifest(manifest, model_id, dimension)
+    if not all(safe_doc_path(p) for p in manifest.get("files", {})):
+        raise IndexMismatch(f"index at {folder} names documents outside its corpus; {REBUILD_FULL}")
     verify_artifacts(folder, manifest)
-    fix = "run `python -m app build --full` to rebuild it"
+    rows, chunk_vectors, sentence_vectors = _row_arrays(folder, manifest)
     try:
-        chunks = [chunk_from_json(json.loads(line)) for line in open(folder / "chunks.jsonl", encoding="utf-8")]
-        chunk_vectors = np.load(folder / "chunk_vectors.npy", allow_pickle=False)
-        sentence_vectors = np.load(folder / "sentence_vectors.npy", allow_pickle=False)
+        chunks = ChunkTable(folder / "chunks.jsonl", np.array(rows[:, 0]), manifest["files"])
         lexical = BM25.load(folder)
         acronyms = json.loads((folder / "acronyms.json").read_text(encoding="utf-8"))
     except (OSError, ValueError, KeyError) as exc:
-        raise IndexMismatch(f"index at {folder} cannot be read ({exc}); {fix}") from None
-    if not all(safe_doc_path(p) for p in manifest["files"]) or any(c.doc not in manifest["files"] for c in chunks):
-        raise IndexMismatch(f"index at {folder} names documents outside its corpus; {fix}")
-    counts = [len(c.sentences) for c in chunks]
-    sentence_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        raise IndexMismatch(f"index at {folder} cannot be read ({exc}); {REBUILD_FULL}") from None
+    sentence_start = np.array(rows[:, 1])
     if (
-        len(chunks) != manifest["counts"]["chunks"] or chunk_vectors.shape != (len(chunks), dimension)
-        or sentence_vectors.shape != (int(sentence_start[-1]), dimension)
+        chunk_vectors.shape[1:] != (dimension,) or sentence_vectors.shape[1:] != (dimension,)
+        or np.any(np.diff(sentence_start) < 0) or np.any(np.diff(rows[:, 0]) <= 0)
         or lexical.matrix.shape[1] != len(chunks)
     ):
-        raise IndexMismatch(f"index row counts disagree with its manifest; {fix}")
+        raise IndexMismatch(f"index row counts disagree with its manifest; {REBUILD_FULL}")
     if (folder / "dense.faiss").exists():
         import faiss
 
