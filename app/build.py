@@ -116,10 +116,8 @@ class Plan:
             and self.manifest.get("skipped", []) == [asdict(s) for s in skipped]
 
 
-def compare(settings: Settings, embedder: Embedder, index_dir: IndexDir, hashes: Sequence[tuple[str, str]],
-            full: bool) -> Plan:
-    """Statuses of the readable files (path, sha256 of their bytes) against the reusable build, if any."""
-    manifest = None if full else _reusable_manifest(settings, embedder, index_dir)
+def compare(manifest: dict | None, hashes: Sequence[tuple[str, str]]) -> Plan:
+    """Statuses of the readable files (path, sha256 of their bytes) against the reusable build's manifest."""
     old_files = manifest["files"] if manifest else {}
     statuses = [(path, "unchanged" if old_files.get(path, {}).get("sha256") == sha else
                  "changed" if path in old_files else "added") for path, sha in hashes]
@@ -155,7 +153,8 @@ def build(settings: Settings, embedder: Embedder, full: bool = False) -> BuildRe
     with index_dir.lock(LOCK_WAIT_SECONDS):
         clock = time.perf_counter()
         docs, skipped = load_corpus(settings.corpus, int(settings.max_file_mb * 1e6))
-        plan = compare(settings, embedder, index_dir, [(d.path, d.sha256) for d in docs], full)
+        manifest = None if full else _reusable_manifest(settings, embedder, index_dir)
+        plan = compare(manifest, [(d.path, d.sha256) for d in docs])
         stages["read"] = time.perf_counter() - clock
         if plan.unchanged_since(skipped):
             return kept_report(plan, skipped, started, stages=stages)

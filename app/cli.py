@@ -29,6 +29,11 @@ def parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", parents=[common], help="(re)build the index, incrementally")
     b.add_argument("--full", action="store_true", help="re-embed everything")
     b.add_argument("--json", action="store_true", help="print the counts as one JSON object")
+    b.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="embed on this machine (default) or on a Ray cluster (needs `pip install verbatim[ray]`)")
+    b.add_argument("--ray-address", metavar="ADDR",
+                   help="with --engine ray: `auto` (the cluster this machine belongs to) or ray://HOST:PORT; "
+                        "default: start Ray on this machine")
     st = sub.add_parser("status", parents=[common], help="what is indexed and whether it is stale")
     st.add_argument("--json", action="store_true")
     ask = sub.add_parser("ask", parents=[common], help="one answer on the command line")
@@ -60,18 +65,33 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _build(settings: Settings, args) -> int:
-    from .qa import QA
+    if args.engine == "ray":
+        report = _build_on_ray(settings, args)
+    else:
+        from .qa import QA
 
-    report = QA(settings).build(full=args.full)
+        report = QA(settings).build(full=args.full)
     if args.json:
         print(json.dumps(report.to_json(), ensure_ascii=False))
         return 0
     print(f"{report.added} added, {report.changed} changed, {report.removed} removed, {report.unchanged} unchanged, "
           f"{report.skipped} skipped; {report.chunks} passages ({report.embedded_chunks} embedded) "
           f"in {report.seconds:.1f}s")
+    if report.engine == "ray" and report.rebuilt:
+        print(f"  on Ray: {report.workers} worker{'s' * (report.workers != 1)}; "
+              + ", ".join(f"{stage} {seconds:.1f}s" for stage, seconds in report.stages.items()))
     for skipped in report.skipped_files:
         print(f"  skipped {skipped.path}: {skipped.reason}")
     return 0
+
+
+def _build_on_ray(settings: Settings, args):
+    try:
+        from .ray_build import build_on_ray, model_on
+    except ImportError as exc:
+        raise VerbatimError(f"--engine ray needs Ray ({exc.name} is missing); "
+                            "install it with `pip install 'verbatim[ray]'`") from None
+    return build_on_ray(settings, model_on, address=args.ray_address, full=args.full)
 
 
 def _status(settings: Settings, args) -> int:

@@ -22,3 +22,7 @@ class IndexMismatch(VerbatimError):
 
 class BuildLocked(VerbatimError):
     """Another build holds the lock."""
+
+
+class BuildFailed(VerbatimError):
+    """A build on a cluster failed; the last good index is still the current one."""
