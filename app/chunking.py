@@ -94,84 +94,121 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int] | None:
 
 # --- blocks and headings ---------------------------------------------------------------------------------
 
+# Text whose line breaks were lost runs an enumerated sub-point on after the previous sentence
+# ("...anywhere in the world.ii. The East China Sea..."): such a marker starts a line of its own.
+_LOST_BREAK = re.compile(
+    r"(?<=[.!?:;”\"’)])[ \t]?(?=(?:\(?(?:[ivx]{1,5}|\d{1,2}|[a-h])[.)]|\(\d{1,2}\))[ \t]+[A-Z“\"‘(])")
+_ENUMERATOR = re.compile(r"[ \t]*(\(?(?:\d{1,3}|[ivxlcdm]{1,6}|[a-zA-Z])[.)]|\((?:\d{1,3}|[ivxlcdm]{1,6}|[a-zA-Z])\))"
+                         r"[ \t]+")
+_TERMINAL = (".", "!", "?", ";", ",")
+_FRONT_MATTER = re.compile(r"\A---\n.*?\n---\n", re.S)
+_MD_HEADING = re.compile(r"#{1,6}(?=\s)")
+MAX_HEADING_WORDS = 10
+
 
 @dataclass(frozen=True)
 class Block:
+    """A paragraph, list item or heading. `kind` is "body" (quotable), "heading" (a section's name, never
+    quoted) or "furniture" (a photo credit or similar whole-line aside: neither quoted nor a section)."""
+
     start: int
     end: int
-    heading_level: int | None  # None: body text
+    kind: str
+    outline: tuple[str, int] | None = None  # (family, level or number) for headings and enumerated items
+    label: str | None = None  # what the block adds to the section path
 
 
-_FRONT_MATTER = re.compile(r"\A---\n.*?\n---\n", re.S)
-_MD_HEADING = re.compile(r"#{1,6}(?=\s)")
+def line_starts(text: str, start: int, end: int) -> list[int]:
+    """Where lines start inside text[start:end]: after each newline and at each lost line break."""
+    starts = {start}
+    starts.update(start + m.end() for m in re.finditer(r"\n", text[start:end]) if start + m.end() < end)
+    starts.update(m.end() for m in _LOST_BREAK.finditer(text, start, end))
+    return sorted(starts)
 
 
-def _heading_level(line: str) -> int | None:
-    """Level of a heading line, or None. Levels follow the marker family: "#"s, "1.", "(1)", "i.", "a."."""
+def _standalone(line: str, next_line: str | None) -> bool:
+    """A short line that does not run on into the next one: a title, a heading or a caption."""
     stripped = line.strip()
+    return (0 < len(stripped) <= 70 and len(stripped.split()) <= MAX_HEADING_WORDS
+            and not stripped.endswith(_TERMINAL) and not (next_line or "").lstrip()[:1].islower())
+
+
+def _family(marker: str) -> tuple[str, int]:
+    """A marker's family ("n.", "(n)", "i.", "a.") and its number, so "(2)" follows "(1)" and "ii." "i."."""
+    core = marker.strip("() .\t")
+    shape = ("(" if marker.lstrip().startswith("(") else "") + (")" if marker.rstrip().endswith(")") else ".")
+    if core.isdigit():
+        return "n" + shape, int(core)
+    if core.islower() and _ROMAN.match(core) and (len(core) > 1 or core in "ivx"):
+        return "i" + shape, _roman_value(core)
+    return "a" + shape, ord(core.lower()) - 96
+
+
+def _roman_value(numeral: str) -> int:
+    values = {"i": 1, "v": 5, "x": 10, "l": 50, "c": 100, "d": 500, "m": 1000}
+    total = 0
+    for ch, nxt in zip(numeral, numeral[1:] + " "):
+        total += -values[ch] if values.get(nxt, 0) > values[ch] else values[ch]
+    return total
+
+
+def classify(text: str, start: int, end: int, multi_line: bool) -> Block:
+    """What a block is, from its own text: headings are short and do not end like a sentence."""
+    body = text[start:end]
+    if multi_line:
+        return Block(start, end, "body")
+    stripped = body.strip()
     md = _MD_HEADING.match(stripped)
     if md:
-        return len(md.group())
-    if len(stripped) > 130 or len(stripped) < 2 or stripped.count("**") % 2:
-        return None
+        return Block(start, end, "heading", ("#", len(md.group())), heading_label(body))
     bold = re.fullmatch(r"\*\*(.+?)\*\*:?", stripped, re.S) or re.fullmatch(r"__(.+?)__", stripped)
-    body = bold.group(1).strip() if bold else stripped
-    if not body or body[-1] in ".;,!?:\"”" and not bold:
-        return None
-    if re.match(r"\d{1,2}\.\s+\S", body):
-        return 2
-    if re.match(r"\(\d{1,2}\)\s+\S", body):
-        return 3
-    if re.match(r"\(?[ivx]{1,5}[.)]\s+\S", body):
-        return 4
-    if re.match(r"\(?[a-h][.)]\s+[A-Z]", body):
-        return 5
     if bold:
-        return 2
-    letters = [ch for ch in body if ch.isalpha()]
-    if len(letters) >= 4 and all(ch.isupper() for ch in letters) and len(body.split()) <= 12:
-        return 2
-    return None
+        return Block(start, end, "heading", ("#", 2), heading_label(body))
+    marker = _ENUMERATOR.match(body)
+    if marker and not body.lstrip().startswith(("-", "*")):
+        family = _family(marker.group(1))
+        rest = body[marker.end():].strip()
+        if rest and len(rest.split()) <= MAX_HEADING_WORDS and not rest.endswith(_TERMINAL):
+            return Block(start, end, "heading", family, heading_label(body))
+        return Block(start, end, "body", family, marker.group(1).strip())
+    if re.fullmatch(r"\([^()]*(\([^()]*\)[^()]*)*\)", stripped):
+        return Block(start, end, "furniture")
+    letters = [ch for ch in stripped if ch.isalpha()]
+    if len(letters) >= 4 and all(ch.isupper() for ch in letters) and len(stripped.split()) <= 12:
+        return Block(start, end, "heading", ("#", 2), heading_label(body))
+    if _standalone(body, None) and len(letters) >= 2 and not LIST_MARKER.match(body) and not stripped.endswith(":"):
+        return Block(start, end, "heading", ("#", 2), heading_label(body))
+    return Block(start, end, "body")
 
 
 def blocks(text: str) -> list[Block]:
     """Paragraphs, list items and headings, in order.
 
-    Within a paragraph a new block starts at a list marker, a Markdown heading, after a line that ends a
-    sentence (text that is not hard-wrapped puts one paragraph per line) and after a heading line.
+    Within a paragraph a new block starts at a list marker, a Markdown heading, a lost line break, after a
+    line that ends a sentence (text that is not hard-wrapped puts one paragraph per line) and after a short
+    line that does not run on into the next (a title or heading above its text).
     """
     front = _FRONT_MATTER.match(text)
     pos = front.end() if front else 0
     out: list[Block] = []
     for para in re.finditer(r"(?:[^\n]*\S[^\n]*(?:\n|$))+", text[pos:]):
         p_start, p_end = pos + para.start(), pos + para.end()
+        starts = line_starts(text, p_start, p_end)
+        lines = [text[s:e].rstrip("\n") for s, e in zip(starts, starts[1:] + [p_end])]
         item_starts = [p_start]
-        prev_line = _line_at(text, p_start)
-        for line in re.finditer(r"\n", text[p_start:p_end]):
-            at = p_start + line.end()
-            if at >= p_end:
-                break
-            current = _line_at(text, at)
-            prev_end = prev_line.rstrip(" \t\xa0*")
-            if (LIST_MARKER.match(current) or _MD_HEADING.match(current.strip())
-                    or prev_end.endswith((".", "!", "?", ":", ";", "\"", "”"))
-                    or _heading_level(prev_line) is not None and len(item_starts) and item_starts[-1] == at - len(prev_line) - 1):
-                item_starts.append(at)
-            prev_line = current
+        for k in range(1, len(starts)):
+            current, prev = lines[k], lines[k - 1]
+            prev_end = prev.rstrip(" \t\xa0*")
+            if (text[starts[k] - 1] != "\n" or LIST_MARKER.match(current) or _MD_HEADING.match(current.strip())
+                    or prev_end.endswith((".", "!", "?", ":", ";", "\"", "”")) or _standalone(prev, current)):
+                item_starts.append(starts[k])
         for i, s in enumerate(item_starts):
             e = item_starts[i + 1] if i + 1 < len(item_starts) else p_end
             span = _trim_block(text, s, e)
-            if span is None:
-                continue
-            body = text[span[0]:span[1]]
-            single = "\n" not in body or body.startswith(("**", "__"))
-            out.append(Block(span[0], span[1], _heading_level(body) if single else None))
+            if span is not None:
+                body = text[span[0]:span[1]]
+                out.append(classify(text, span[0], span[1], "\n" in body and not body.startswith(("**", "__"))))
     return out
-
-
-def _line_at(text: str, at: int) -> str:
-    end = text.find("\n", at)
-    return text[at:] if end < 0 else text[at:end]
 
 
 def _trim_block(text: str, start: int, end: int) -> tuple[int, int] | None:
@@ -189,35 +226,88 @@ def heading_label(text: str) -> str:
     return " ".join(label.split())
 
 
+class Outline:
+    """The section path as a document is read: headings, and enumerated paragraphs such as "(2) ...".
+
+    Markdown-style headings nest by level. Enumerated ones nest by family: a family already open continues
+    ("iii." replaces "ii."), a new family opened by its first number ("i.", "(1)") nests inside, and one
+    that starts further on ("(2)" after a list of "i." items) continues an outer numbering, closing the items
+    above it. Items of a list introduced by a colon ("agreed on two points: (1) ... (2) ...") are list
+    entries, not sections.
+    """
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[str, int, str, bool]] = []  # (family, level or number, label, is item)
+        self.list_family: str | None = None
+
+    def section(self) -> str | None:
+        return " > ".join(label for *_, label, _ in self.entries) or None
+
+    def add(self, block: Block, after_colon: bool) -> None:
+        family, value = block.outline
+        if block.kind == "body":
+            if after_colon and value == 1:
+                self.list_family = family
+            if family == self.list_family:
+                return
+        else:
+            self.list_family = None
+        if family == "#":
+            while self.entries and (self.entries[-1][0] != "#" or self.entries[-1][1] >= value):
+                self.entries.pop()
+        elif any(e[0] == family for e in self.entries):
+            while self.entries[-1][0] != family:
+                self.entries.pop()
+            self.entries.pop()
+        elif value > 1:
+            while self.entries and self.entries[-1][3]:
+                self.entries.pop()
+        self.entries.append((family, value, block.label or "", block.kind == "body"))
+
+
 # --- passages --------------------------------------------------------------------------------------------
 
 
 def chunk_document(doc: Document, settings: ChunkingSettings) -> list[Chunk]:
+    """Passages of body text. Headings become section paths; a document's opening title lines (before any
+    body text) and furniture are neither quoted nor part of a path, and no passage spans them."""
     if settings.fixed_chars:
         return _fixed_chunks(doc, settings.fixed_chars)
     text = doc.text
-    path: list[tuple[int, str]] = []  # (level, label) stack
+    outline = Outline()
     chunks: list[Chunk] = []
     group: list[Block] = []
+    group_section: list[str | None] = [None]
 
     def flush() -> None:
         if group:
-            section = " > ".join(label for _, label in path) or None
-            chunks.extend(_pack(doc, group, section, settings))
+            chunks.extend(_pack(doc, group, group_section[0], settings))
             group.clear()
 
     page = None
+    previous: Block | None = None
+    seen_body = False
     for block in blocks(text):
         if doc.pages and doc.page_at(block.start) != page:
             flush()  # a passage never spans two pages, so its citation's page is right
             page = doc.page_at(block.start)
-        if block.heading_level is not None:
+        after_colon = previous is not None and text[previous.start:previous.end].rstrip().endswith(":")
+        previous = block
+        if block.kind != "body":
             flush()
-            while path and path[-1][0] >= block.heading_level:
-                path.pop()
-            path.append((block.heading_level, heading_label(text[block.start:block.end])))
-            continue
-        group.append(block)
+            title_line = not seen_body and block.outline == ("#", 2) and not _MD_HEADING.match(
+                text[block.start:block.end].lstrip())
+            if block.kind == "furniture" or title_line:
+                continue
+        if block.outline is not None:
+            outline.add(block, after_colon)
+        if block.kind == "body":
+            seen_body = True
+            if group and outline.section() != group_section[0]:
+                flush()
+            if not group:
+                group_section[0] = outline.section()
+            group.append(block)
     flush()
     return chunks
 

@@ -134,7 +134,9 @@ _MD_HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.M)
 
 
 def _text_title(text: str) -> str:
-    """The front-matter title, else the first Markdown heading, else the first short line."""
+    """The front-matter title, else the first Markdown heading, else the last of the short lines that open
+    the text (a saved web page puts its site or section label above the page's own title, which sits
+    nearest the text; captions in parentheses are skipped), else the first line."""
     front = _FRONT_MATTER.match(text)
     if front:
         match = _TITLE_FIELD.search(front.group(1))
@@ -143,11 +145,14 @@ def _text_title(text: str) -> str:
     heading = _MD_HEADING.search(text)
     if heading:
         return heading.group(1).strip()
-    for line in text.splitlines():
-        line = line.strip()
-        if line:
-            return line[:120]
-    return ""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    opening = []
+    for line in lines:
+        if len(line) > 70 or line.endswith((".", "!", "?", ";", ",", ":")):
+            break
+        if not (line.startswith("(") and line.endswith(")")):
+            opening.append(line)
+    return (opening[-1] if opening else lines[0][:120]) if lines else ""
 
 
 _YAML_ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|x[0-9a-fA-F]{2}|.)")

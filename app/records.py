@@ -78,6 +78,7 @@ class Citation:
     page: int | None = None
     context: str = ""  # the surrounding passage, for display
     context_start: int = 0
+    answer: tuple[int, int] | None = None  # the exact answer inside the quote, document offsets
 
     def to_json(self) -> dict:
         out = {
@@ -92,6 +93,8 @@ class Citation:
         }
         if self.page is not None:
             out["page"] = self.page
+        if self.answer is not None:
+            out["answer"] = {"start": self.answer[0], "end": self.answer[1]}
         return out
 
 

@@ -57,8 +57,8 @@ def programs(tmp_path_factory, real_embedder) -> QA:
 
 
 def test_every_quote_is_verbatim_and_the_first_is_a_sentence_not_a_passage(seed_qa):
-    for question in ("What share of the Plan of Action commitments has been fulfilled?",
-                     "How much did the United States commit to new maritime initiatives in 2022?",
+    for question in ("Who chaired the meeting?",
+                     "How long did the summit last?",
                      "Who is the president of France?"):
         answer = seed_qa.ask(question)
         assert answer.citations
@@ -68,9 +68,12 @@ def test_every_quote_is_verbatim_and_the_first_is_a_sentence_not_a_passage(seed_
 
 
 def test_the_answer_quotes_the_sentence_that_answers(seed_qa):
-    answer = seed_qa.ask("What share of the Plan of Action commitments has been fulfilled?")
+    answer = seed_qa.ask("Who chaired the meeting?")
     assert not answer.abstained
-    assert "98.37" in answer.citations[0].quote
+    first = answer.citations[0]
+    assert "Anwar" in first.quote and "chairman of the meeting" in first.quote
+    assert first.section == "1. ASEAN-Japan cooperation"
+    assert first.title == "The 28th ASEAN Japan Summit"
     assert answer.answer.startswith("“") and "[1]" in answer.answer
 
 

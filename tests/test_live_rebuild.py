@@ -80,10 +80,10 @@ def check_run(askers: Askers, old: dict, new: dict) -> None:
 
 
 def small_corpus(tmp_path):
-    """Two short readouts of the seed corpus: a real-model build of them takes seconds."""
+    """Two short readouts of the White House evaluation set: a real-model build of them takes seconds."""
     settings = make_settings(tmp_path)
     for name in ("2021-10-26-readout-us-asean-summit.md", "2022-11-13-readout-east-asia-summit.md"):
-        shutil.copy(ROOT / "corpus" / name, settings.corpus / name)
+        shutil.copy(ROOT / "eval" / "datasets" / "wh_readouts" / "corpus" / name, settings.corpus / name)
     return settings
 
 
