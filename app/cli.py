@@ -26,6 +26,8 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=7860)
     serve.add_argument("--no-build", action="store_true", help="serve the index as it is")
+    serve.add_argument("--allow-upload", action="store_true",
+                       help="let visitors add documents from the page even when --host is not 127.0.0.1")
     b = sub.add_parser("build", parents=[common], help="(re)build the index, incrementally")
     b.add_argument("--full", action="store_true", help="re-embed everything")
     b.add_argument("--json", action="store_true", help="print the counts as one JSON object")
@@ -126,13 +128,31 @@ def _ask(settings: Settings, args) -> int:
 
 
 def _serve(settings: Settings, args) -> int:
+    """Say what start-up is doing (the model load and the build take a while), then serve until Ctrl+C."""
+    from .documents import corpus_files
     from .qa import QA
-    from .ui import serve
+    from .server import Server, is_loopback
 
+    host, port = getattr(args, "host", "127.0.0.1"), getattr(args, "port", 7860)
     qa = QA(settings)
+    print(f"Loading the model ({qa.embedder.model_id.rsplit('/', 1)[-1]})…", flush=True)
+    qa.embedder.embed(["warm-up"])
     if not getattr(args, "no_build", False):
-        qa.build()
-    serve(qa, host=getattr(args, "host", "127.0.0.1"), port=getattr(args, "port", 7860))
+        files = len(corpus_files(settings.corpus)[0]) if settings.corpus.is_dir() else 0
+        print(f"Bringing the index up to date: {files} file{'s' * (files != 1)} in {settings.corpus}…", flush=True)
+        report = qa.build()
+        print(f"  {report.added} added, {report.changed} changed, {report.removed} removed, "
+              f"{report.unchanged} unchanged, {report.skipped} skipped; {report.chunks} passages "
+              f"in {report.seconds:.1f}s", flush=True)
+        for skipped in report.skipped_files:
+            print(f"  skipped {skipped.path}: {skipped.reason}", flush=True)
+    server = Server(qa, host=host, port=port, allow_upload=getattr(args, "allow_upload", False))
+    reach = "this machine only" if is_loopback(host) else "reachable from other machines, with no password: see README"
+    print(f"Serving at {server.url} ({reach}); REST API at {server.url}api/ask, documented at {server.url}docs. "
+          "Press Ctrl+C to stop.", flush=True)
+    if not server.upload:
+        print("Adding documents from the page is off (start with --allow-upload to turn it on).", flush=True)
+    server.run()
     return 0
 
 

@@ -1,5 +1,6 @@
-"""HTML for the chat page: an `Answer` as quotes with numbered markers and one source card per citation,
-the index status line, and the rebuild report.
+"""HTML for the chat page: an `Answer` as quotes with numbered markers, the exact answer in bold, a copy
+button and one source card per citation (linking to the whole document at that place); the index status
+line, the documents panel, the rebuild and upload reports; and the page showing a whole document.
 
 Every piece of text from a document or a person goes through `_text` (html.escape), so a document holding
 `<script>` or `onerror=` shows that markup as text. The HTML never contains a blank line: the chat's
@@ -12,8 +13,9 @@ from __future__ import annotations
 import html
 import re
 from datetime import datetime
+from urllib.parse import urlencode
 
-from .records import Answer, Citation
+from .records import Answer, Citation, Document
 
 COLOURS = 6  # distinct marker colours (CSS classes vb-c1 … vb-c6), reused cyclically
 CONTEXT_CHARS = 320  # passage text shown on each side of the highlighted quote
@@ -74,8 +76,44 @@ def answer_html(answer: Answer, turn: int) -> str:
 
 def _quote_html(citation: Citation, turn: int, primary: bool) -> str:
     kind = "vb-quote vb-primary" if primary else "vb-quote"
-    return (f'<blockquote class="{kind} {colour(citation.id)}">“{_text(citation.quote)}”'
-            f'{_marker(citation, turn)}</blockquote>')
+    return (f'<blockquote class="{kind} {colour(citation.id)}">“{_with_answer(citation.quote, citation.start, citation.answer)}”'
+            f'{_marker(citation, turn)}{_copy_button(citation)}</blockquote>')
+
+
+def _with_answer(text: str, offset: int, answer: tuple[int, int] | None) -> str:
+    """`text` (which starts at document offset `offset`) as one line of safe HTML, the answer span in bold."""
+    if answer is None or not offset <= answer[0] < answer[1] <= offset + len(text):
+        return _text(text)
+    cut = answer[0] - offset, answer[1] - offset
+    parts = [html.escape(" ".join(f"_{part}_".split())[1:-1])
+             for part in (text[:cut[0]], text[cut[0]:cut[1]], text[cut[1]:])]  # folded, outer spaces kept
+    parts[0], parts[2] = parts[0].lstrip(), parts[2].rstrip()
+    return f'{parts[0]}<strong class="vb-answer">{parts[1]}</strong>{parts[2]}'
+
+
+def citation_text(citation: Citation) -> str:
+    """What the copy button copies: the quote and where it comes from, as plain text."""
+    where = [citation.title, *[p.strip() for p in (citation.section or "").split(" > ") if p.strip()]]
+    if citation.page is not None:
+        where.append(f"page {citation.page}")
+    return f"“{' '.join(citation.quote.split())}” — {', '.join(where)} ({citation.doc}, characters {citation.start}–{citation.end})"
+
+
+def _copy_button(citation: Citation) -> str:
+    """The button and, hidden beside it, the text it copies (the chat's sanitizer drops data attributes)."""
+    return (f' <button type="button" class="vb-copy">Copy<span class="vb-sr"> quote {citation.id} with its source'
+            f'</span></button><span class="vb-copy-text">{_text(citation_text(citation))}</span>')
+
+
+def document_url(doc: str, start: int | None = None, end: int | None = None,
+                 answer: tuple[int, int] | None = None) -> str:
+    """The whole-document page, at the cited place when offsets are given (relative to the chat page)."""
+    query = {"doc": doc}
+    if start is not None and end is not None:
+        query |= {"start": start, "end": end}
+        if answer is not None:
+            query |= {"answer_start": answer[0], "answer_end": answer[1]}
+    return f"document?{urlencode(query)}" + ("#vb-quote" if start is not None else "")
 
 
 def _marker(citation: Citation, turn: int) -> str:
@@ -97,7 +135,9 @@ def card_html(citation: Citation, turn: int, related: bool = False) -> str:
         f'<div class="vb-card-head"><span class="vb-num">{citation.id}</span>'
         f'<span class="vb-title">{_text(citation.title)}</span>{label}</div>'
         f'<div class="vb-where">{" · ".join(meta)}</div>'
-        f'<p class="vb-passage">{passage_html(citation)}</p></div>'
+        f'<p class="vb-passage">{passage_html(citation)}</p>'
+        f'<a class="vb-open" href="{html.escape(document_url(citation.doc, citation.start, citation.end, citation.answer))}" '
+        f'target="_blank" rel="noopener">Open the document at this place</a></div>'
     )
 
 
@@ -115,7 +155,8 @@ def passage_html(citation: Citation) -> str:
         after, trail = after[:cut if cut > 0 else CONTEXT_CHARS], " …"
     space_before = " " if before[-1:].isspace() else ""
     space_after = " " if after[:1].isspace() else ""
-    return (f"{lead}{_passage_text(before)}{space_before}<mark class=\"{colour(citation.id)}\">{_text(quote)}</mark>"
+    marked = _with_answer(quote, citation.context_start + start, citation.answer)
+    return (f"{lead}{_passage_text(before)}{space_before}<mark class=\"{colour(citation.id)}\">{marked}</mark>"
             f"{space_after}{_passage_text(after)}{trail}")
 
 
@@ -165,3 +206,109 @@ def build_summary(report) -> str:
             f"{report.removed} removed, {report.unchanged} unchanged, {report.skipped} skipped; "
             f"{report.chunks:,} passages ({report.embedded_chunks:,} embedded).")
     return line if report.rebuilt else f"Nothing changed; the index is up to date ({report.chunks:,} passages)."
+
+
+def library_html(status: dict | None, problem: str | None = None) -> str:
+    """The documents panel: every indexed document (opens whole), when the index was built, what was skipped."""
+    if status is None:
+        return f'<div class="vb-library"><p class="vb-warn">{_text(problem or "No index yet.")}</p></div>'
+    parts = ['<div class="vb-library">',
+             f'<p class="vb-lib-built">Index built {_text(_when(status["built_at"]))} with '
+             f'{_text(status["model"]["id"].rsplit("/", 1)[-1])}: {status["chunks"]:,} passages.</p>',
+             f'<h3 class="vb-lib-head">Indexed ({len(status["files"])})</h3><ul class="vb-lib-docs">']
+    for f in status["files"]:
+        facts = [f'{f["passages"]:,} passage{"s" * (f["passages"] != 1)}']
+        if f["pages"]:
+            facts.append(f'{f["pages"]} pages')
+        if f["bytes"] is not None:
+            facts.append(_size(f["bytes"]))
+        if f["modified"]:
+            facts.append(f'file modified {_text(_when(f["modified"]))}')
+        parts.append(f'<li><a class="vb-lib-title" href="{html.escape(document_url(f["path"]))}" target="_blank" '
+                     f'rel="noopener">{_text(f["title"])}</a><span class="vb-doc">{_text(f["path"])}</span>'
+                     f'<span class="vb-lib-facts">{" · ".join(facts)}</span></li>')
+    parts.append("</ul>")
+    if status["skipped"]:
+        parts.append(f'<h3 class="vb-lib-head">Not indexed ({len(status["skipped"])})</h3><ul class="vb-lib-skipped">')
+        parts += [f'<li><span class="vb-doc">{_text(s["path"])}</span> {_text(s["reason"])}</li>'
+                  for s in status["skipped"]]
+        parts.append("</ul>")
+    if status["stale"]:
+        parts.append(f'<p class="vb-warn">Changed since the build: {_text(_changes(status["changes"]))}.</p>')
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def _size(size: int) -> str:
+    return f"{size:,} bytes" if size < 10_000 else f"{size / 1e3:,.0f} kB" if size < 10_000_000 else f"{size / 1e6:,.0f} MB"
+
+
+def upload_summary(added, report) -> tuple[str, bool]:
+    """One line for a finished upload (`uploads.Added` list, the `BuildReport` after it, or None when no build
+    ran); True when something went wrong."""
+    done, failed = [], False
+    for a in added:
+        if a.reason:
+            done.append(f"{a.name}: not added, {a.reason}")
+            failed = True
+        elif a.duplicate_of:
+            done.append(f"{a.name}: already in the corpus as {a.duplicate_of}")
+        else:
+            skipped = next((s.reason for s in (report.skipped_files if report else ()) if s.path == a.path), None)
+            done.append(f"{a.name}: added as {a.path}, but not indexed: {skipped}" if skipped else
+                        f"{a.name}: added as {a.path} and indexed; ask about it now")
+            failed = failed or bool(skipped)
+    return "; ".join(done) + ".", failed
+
+
+def document_page(document: Document, quote: tuple[int, int] | None, answer: tuple[int, int] | None) -> str:
+    """A whole document as its own page (no script), the cited quote marked and its answer in bold; the link
+    that opens it ends in #vb-quote, so the browser scrolls to the place."""
+    text = document.text
+    if quote is None:
+        body = html.escape(text)
+    else:
+        inner = _marked_span(text, quote, answer if answer and quote[0] <= answer[0] <= answer[1] <= quote[1] else None)
+        body = (f'{html.escape(text[:quote[0]])}<mark id="vb-quote">{inner}</mark>'
+                f'{html.escape(text[quote[1]:])}')
+    where = f" The quote is marked (characters {quote[0]}–{quote[1]})." if quote else ""
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'<title>{_text(document.title)} · Verbatim</title><style>{DOCUMENT_CSS}</style></head><body>'
+            f'<header><a href="./">← Back to the chat</a><h1>{_text(document.title)}</h1>'
+            f'<p class="where"><span class="doc">{_text(document.path)}</span>, the whole text as indexed.{where}</p>'
+            f'</header><main><div class="text">{body}</div></main></body></html>')
+
+
+def _marked_span(text: str, quote: tuple[int, int], answer: tuple[int, int] | None) -> str:
+    if answer is None or answer[0] == answer[1]:
+        return html.escape(text[quote[0]:quote[1]])
+    return (f"{html.escape(text[quote[0]:answer[0]])}<strong>{html.escape(text[answer[0]:answer[1]])}</strong>"
+            f"{html.escape(text[answer[1]:quote[1]])}")
+
+
+def unavailable_page(message: str) -> str:
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>Verbatim</title>'
+            f'<style>{DOCUMENT_CSS}</style></head><body><header><a href="./">← Back to the chat</a>'
+            f'<h1>Document not available</h1><p class="where">{_text(message)}</p></header></body></html>')
+
+
+DOCUMENT_CSS = """
+body {margin: 0; font: 1rem/1.6 ui-sans-serif, system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif;
+  color: #1f2937; background: #fff}
+header, main {max-width: 46rem; margin: 0 auto; padding: 1rem 1.25rem}
+header {border-bottom: 1px solid #d1d5db}
+h1 {font-size: 1.4rem; margin: .5rem 0 .25rem}
+a {color: #1d4ed8}
+.where {margin: 0; color: #4b5563; font-size: .9rem}
+.doc {font-family: ui-monospace, Menlo, Consolas, monospace; font-size: .85rem}
+.text {white-space: pre-wrap; overflow-wrap: anywhere}
+mark {background: #fde68a; color: #111827; padding: .05em 0; scroll-margin-top: 25vh;
+  box-shadow: 0 0 0 2px #fde68a}
+mark strong {font-weight: 700}
+@media (prefers-color-scheme: dark) {
+  body {color: #e5e7eb; background: #111827} header {border-color: #374151} a {color: #93c5fd}
+  .where {color: #d1d5db} mark {background: #854d0e; color: #fff; box-shadow: 0 0 0 2px #854d0e}
+}
+"""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from .documents import corpus_files, file_sha256, relpath
 from .errors import IndexMissing
 from .settings import Settings
@@ -32,6 +34,20 @@ def corpus_changes(settings: Settings, manifest: dict) -> dict[str, list[str]]:
     return changes
 
 
+def indexed_files(settings: Settings, manifest: dict) -> list[dict]:
+    """Each indexed document: path, title, passages, pages, and the file's size and modification time now."""
+    out = []
+    for path, info in sorted(manifest["files"].items()):
+        try:
+            stat = (settings.corpus / path).stat()
+            size, modified = stat.st_size, time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(stat.st_mtime))
+        except OSError:
+            size = modified = None
+        out.append({"path": path, "title": info["title"], "passages": info["chunks"], "pages": info.get("pages"),
+                    "bytes": size, "modified": modified})
+    return out
+
+
 def index_status(settings: Settings) -> dict:
     folder = IndexDir(settings.index).current()
     if folder is None:
@@ -52,7 +68,7 @@ def index_status(settings: Settings) -> dict:
         summary += f"\n{len(manifest['skipped'])} file(s) skipped: " + "; ".join(
             f"{s['path']} ({s['reason']})" for s in manifest["skipped"][:5])
     return {
-        "index": str(folder), "documents": counts["documents"], "chunks": counts["chunks"],
+        "index": str(folder), "files": indexed_files(settings, manifest), "documents": counts["documents"], "chunks": counts["chunks"],
         "sentences": counts["sentences"], "model": model, "index_type": manifest["index"],
         "chunking": manifest["chunking"], "built_at": manifest["built_at"], "stale": stale, "changes": changes,
         "skipped": manifest.get("skipped", []), "summary": summary,

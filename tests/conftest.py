@@ -59,20 +59,20 @@ def seed_fake_qa(tmp_path_factory) -> QA:
 
 
 class ServedAPI:
-    """The Gradio app of a `QA`, served on a free local port; `client()` opens one more API connection."""
+    """The web app of a `QA` (chat page, REST and Gradio API), served on a free local port as
+    `python -m app serve` serves it; `client()` opens one more Gradio API connection."""
 
     def __init__(self, qa: QA) -> None:
         import socket
 
-        from app.ui import create_app, launch
+        from app.server import Server
 
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
         self.qa = qa
-        self.url = f"http://127.0.0.1:{port}/"
-        self.app = create_app(qa)
-        launch(self.app, port=port, block=False)
+        self.server = Server(qa, port=port).start()
+        self.url = self.server.url
 
     def client(self):
         from gradio_client import Client
@@ -80,7 +80,7 @@ class ServedAPI:
         return Client(self.url, verbose=False)
 
     def close(self) -> None:
-        self.app.close()
+        self.server.stop()
 
 
 @pytest.fixture(scope="module")
