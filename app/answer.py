@@ -1,9 +1,11 @@
 """Quote selection: the sentence that answers, scored in its passage's context, cited exactly — or an honest
 abstention with the nearest passages offered as related.
 
-Sentences are scored by the fitted sentence model (scoring.py). The best sentence becomes the answer,
-joined with a neighbour when it cannot stand alone (it opens with a pronoun pointing back, or it introduces
-a list with a colon); up to three more quotes that add something follow.
+Sentences are scored by the fitted sentence model (scoring.py); the reader (reader.py), when it ships,
+reads the best of them against the question and orders them by its probability, marking the exact answer
+in each. The best sentence becomes the answer, joined with a neighbour when it cannot stand alone (it opens
+with a pronoun pointing back, or it introduces a list with a colon); up to three more quotes that add
+something follow.
 """
 
 from __future__ import annotations
@@ -11,7 +13,11 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
+import math
+from dataclasses import replace as with_fields
+
 from .lexical import tokens
+from .reader import Reader
 from .records import Answer, Citation, Hit
 from .scoring import Candidate
 from .settings import AnswerSettings
@@ -39,6 +45,22 @@ def quote_span(store: Store, cand: Candidate) -> tuple[int, int]:
     return start, end
 
 
+def read_candidates(reader: Reader, question: str, store: Store, candidates: list[Candidate],
+                    count: int) -> list[Candidate]:
+    """The scorer's best `count` sentences, read by the reader and ordered by its probability (its logit
+    becomes the score); each carries the reader's answer span in document offsets."""
+    chosen = candidates[:count]
+    chunks = [store.chunks[c.hit.row] for c in chosen]
+    readings = reader.read(question, [chunk.sentence(c.index) for chunk, c in zip(chunks, chosen)])
+    read = []
+    for chunk, cand, reading in zip(chunks, chosen, readings):
+        start = chunk.sentences[cand.index][0]
+        span = (start + reading.span[0], start + reading.span[1]) if reading.span else None
+        p = min(max(reading.probability, 1e-6), 1 - 1e-6)
+        read.append(with_fields(cand, score=math.log(p / (1 - p)), probability=reading.probability, span=span))
+    return sorted(read, key=lambda c: -c.score)
+
+
 def _near_duplicate(a: str, b: str) -> bool:
     ta, tb = set(tokens(a)), set(tokens(b))
     if not ta or not tb:
@@ -46,13 +68,15 @@ def _near_duplicate(a: str, b: str) -> bool:
     return len(ta & tb) / len(ta | tb) > NEAR_DUPLICATE
 
 
-def make_citation(store: Store, number: int, hit: Hit, start: int, end: int, score: float) -> Citation:
+def make_citation(store: Store, number: int, hit: Hit, start: int, end: int, score: float,
+                  answer: tuple[int, int] | None = None) -> Citation:
     chunk = store.chunks[hit.row]
     quote = chunk.text_at(start, end)
+    inside = answer is not None and start <= answer[0] < answer[1] <= end
     return Citation(
         id=number, quote=quote, doc=chunk.doc, title=store.manifest["files"][chunk.doc]["title"],
         section=chunk.section, start=start, end=end, score=score, page=chunk.page,
-        context=chunk.text, context_start=chunk.start,
+        context=chunk.text, context_start=chunk.start, answer=answer if inside else None,
     )
 
 
@@ -73,7 +97,7 @@ def select_quotes(store: Store, candidates: list[Candidate], settings: AnswerSet
         if any(_near_duplicate(quote, c.quote) for c in citations):
             continue
         taken.append((chunk.doc, start, end))
-        citations.append(make_citation(store, len(citations) + 1, cand.hit, start, end, cand.score))
+        citations.append(make_citation(store, len(citations) + 1, cand.hit, start, end, cand.score, cand.span))
     return citations
 
 
@@ -88,7 +112,7 @@ def fold(text: str) -> str:
 
 
 def compose(question: str, citations: list[Citation], abstained: bool, conf: float, query: str,
-            notice: str | None = None) -> Answer:
+            notice: str | None = None, reader: str | None = None) -> Answer:
     """The answer text shown to a person: the quotes marked [1] [2], or a plain abstention."""
     citations = [replace(c, id=i) for i, c in enumerate(citations, start=1)]
     if abstained:
@@ -103,4 +127,4 @@ def compose(question: str, citations: list[Citation], abstained: bool, conf: flo
             lines.append("Also in the documents:")
             lines += [f"“{fold(c.quote)}” [{c.id}]" for c in citations[1:]]
         text = "\n".join(lines)
-    return Answer(question, abstained, text, tuple(citations), conf, notice, query)
+    return Answer(question, abstained, text, tuple(citations), conf, notice, query, reader)

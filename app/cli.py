@@ -124,6 +124,8 @@ def _ask(settings: Settings, args) -> int:
         where = " > ".join(p for p in (c.section,) if p)
         page = f", page {c.page}" if c.page else ""
         print(f"  [{c.id}] {c.title} ({c.doc}{page}{', ' + where if where else ''}) chars {c.start}-{c.end}")
+        if c.answer and not answer.abstained:
+            print(f"      exact answer: “{c.quote[c.answer[0] - c.start:c.answer[1] - c.start]}”")
     return 0
 
 

@@ -20,11 +20,12 @@ import numpy as np
 
 from . import acronyms
 from . import scoring
-from .answer import compose, select_quotes, whole_passages
+from .answer import compose, read_candidates, select_quotes, whole_passages
 from .build import BuildReport, build
 from .embedding import Embedder, default_embedder
 from .documents import Unreadable, load_document
 from .lexical import tokens
+from .reader import Reader, default_reader
 from .records import Answer, Citation, Document, Hit
 from .retrieval import retrieve
 from .settings import Settings
@@ -52,10 +53,17 @@ class Search:
     follow_up: bool
 
 
+_SHIPPED = object()
+
+
 class QA:
-    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
+    """`reader`: the shipped reader by default; None leaves quote choice and abstention to the fitted
+    sentence scorer and confidence model (as when no reader weights ship), or a test's own `Reader`."""
+
+    def __init__(self, settings: Settings, embedder: Embedder | None = None, reader=_SHIPPED) -> None:
         self.settings = settings
         self.embedder = embedder or default_embedder()
+        self.reader: Reader | None = default_reader() if reader is _SHIPPED else reader
         self._store: Store | None = None
         self._lock = threading.Lock()
         self.documents = DocumentTexts(settings.corpus, int(settings.max_file_mb * 1e6))
@@ -87,21 +95,28 @@ class QA:
             return Answer(question, True, "Please type a question about the documents.", (), 0.0, notice, "")
         search = self.search(question, history)
         store, settings = search.store, self.settings.answer
+        reader = self.reader if settings.reader and not settings.whole_passages else None
         if settings.whole_passages:
             citations = whole_passages(store, search.hits, settings)
             conf = search.hits[0].fused if search.hits else 0.0
         else:
             candidates = scoring.score_sentences(store, search.hits[: settings.passages], question, search.vector,
                                                  search.words, self.embedder.word_vectors)
-            conf = scoring.confidence(scoring.confidence_features(
-                store, candidates, question, search.terms, search.follow_up))
+            if reader is not None and candidates:
+                read = search.query if search.follow_up else question  # as the conversation rewrote it
+                candidates = read_candidates(reader, read, store, candidates, settings.reader_candidates)
+                conf = float(candidates[0].probability)
+            else:
+                conf = scoring.confidence(scoring.confidence_features(
+                    store, candidates, question, search.terms, search.follow_up))
             citations = select_quotes(store, candidates, settings)
         citations = [c for c in citations if self.documents.verbatim(store, c)]
-        abstained = not citations or conf < scoring.abstain_threshold(settings)
+        reader_name = reader.name if reader is not None else None
+        abstained = not citations or conf < scoring.abstain_threshold(settings, reader_name)
         if abstained:  # related passages: one quote from each of the nearest three
             citations = [c for i, c in enumerate(citations)
                          if all(c.context_start != o.context_start or c.doc != o.doc for o in citations[:i])][:3]
-        return compose(question, citations, abstained, conf, search.query, notice)
+        return compose(question, citations, abstained, conf, search.query, notice, reader_name)
 
     def search(self, question: str, history: Sequence[str] = ()) -> "Search":
         """Retrieve passages for a cleaned question, rewriting a follow-up with the conversation."""

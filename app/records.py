@@ -107,6 +107,7 @@ class Answer:
     confidence: float = 0.0
     notice: str | None = None  # e.g. "question was truncated"
     query: str = ""  # what was searched after follow-up rewriting
+    reader: str | None = None  # the reader that chose the quotes; None: the fitted sentence scorer
 
     def to_json(self) -> dict:
         return {
@@ -114,5 +115,6 @@ class Answer:
             "abstained": self.abstained,
             "answer": self.answer,
             "citations": [c.to_json() for c in self.citations],
+            "reader": self.reader or "sentence-scorer",
             **({"notice": self.notice} if self.notice else {}),
         }

@@ -61,10 +61,12 @@ def answers_the_type(question: str, sentence: str) -> bool:
 
 @dataclass(frozen=True)
 class Candidate:
-    score: float
+    score: float  # the ranking key: the sentence scorer's logit, or the reader's once it has read
     sentence_row: int
     hit: Hit
     index: int  # which sentence of the passage
+    probability: float | None = None  # the reader's probability that this sentence answers
+    span: tuple[int, int] | None = None  # the reader's exact answer, document offsets inside the sentence
 
 
 @lru_cache(maxsize=1)
@@ -72,9 +74,16 @@ def weights() -> dict:
     return json.loads(WEIGHTS_FILE.read_text(encoding="utf-8"))
 
 
-def abstain_threshold(settings: AnswerSettings) -> float:
-    """The configured `abstain_below`, else the threshold fitted on the dev splits with these weights."""
-    return float(settings.abstain_below if settings.abstain_below is not None else weights()["abstain_below"])
+def abstain_threshold(settings: AnswerSettings, reader: str | None = None) -> float:
+    """The configured `abstain_below`, else the threshold chosen on the dev splits: for the reader's
+    probability when `reader` (its name) decides, else for the fitted confidence model."""
+    if settings.abstain_below is not None:
+        return float(settings.abstain_below)
+    fitted = weights()
+    if reader is not None:
+        chosen = fitted.get("reader", {})
+        return float(chosen["abstain_below"]) if chosen.get("name") == reader else 0.5
+    return float(fitted["abstain_below"])
 
 
 def _coverage(words: set[str], query_weights: dict[str, float], total: float) -> float:

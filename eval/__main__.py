@@ -96,12 +96,14 @@ def evaluate(args, embedder: Embedder | None) -> int:
     questions = select(load_questions(questions_file), args.split, args.limit)
     if not questions:
         raise QuestionFileError(f"no {args.split} questions in {questions_file}")
-    threshold = abstain_threshold(settings)
     embedder = embedder or default_embedder()
     configs = configurations(settings) if args.compare else [Configuration("full system", settings)]
     runs: dict[str, list[Result]] = {}
+    threshold = 0.0
     for config in configs:
         qa = QA(config.settings, embedder)
+        if config.name == "full system":
+            threshold = abstain_threshold(qa)
         if not args.no_build:
             built = qa.build()
             print(f"index {config.settings.index} ({config.name}): {built.chunks} passages, "
@@ -127,7 +129,8 @@ def evaluate(args, embedder: Embedder | None) -> int:
 def code_fingerprint() -> str:
     """A short hash of the program and its fitted weights, so a report says which code it measured."""
     digest = hashlib.sha256()
-    for path in sorted((HERE.parent / "app").glob("*.py")) + sorted((HERE.parent / "app").glob("*.json")):
+    app = HERE.parent / "app"
+    for path in sorted(app.glob("*.py")) + sorted(app.glob("*.json")) + sorted(app.glob("models/*.json")):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:12]
 

@@ -1,6 +1,7 @@
-"""Fit the sentence scorer and the confidence model (app/scoring.py) on the DEV splits, write app/scoring.json.
+"""Fit the sentence scorer and the confidence model (app/scoring.py) on the DEV splits, write app/scoring.json;
+with a shipped reader, choose the abstention threshold on its probability the same way.
 
-    python -m eval.fit [--datasets seed,squad2,covid_qa] [--max-false-abstention 0.05]
+    python -m eval.fit [--datasets seed,squad2,covid_qa,wh_readouts] [--max-false-abstention 0.05] [--reader-only]
 
 Only dev questions are read; the test splits stay held out for `python -m eval`. Both models are logistic
 regressions on generic features, fitted with plain NumPy (Newton steps, L2). The abstention threshold is
@@ -169,22 +170,55 @@ def choose_threshold(scored: list[tuple], max_false: float) -> float:
     return round(best, 2)
 
 
+def reader_confidences(qa_by_set: dict, dev_by_set: dict) -> list[tuple]:
+    """(reader probability, set, unanswerable, hit) per dev question, asked through `QA.ask` as eval asks."""
+    from .runner import ask_all
+    from .metrics import is_hit
+
+    scored = []
+    for name, qa in qa_by_set.items():
+        for result in ask_all(qa, dev_by_set[name], label=f"{name} dev"):
+            scored.append((result.answer.confidence, name, result.question.unanswerable,
+                           is_hit(result, 1, float("-inf"))))
+    return scored
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.fit", description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", default="seed,squad2,covid_qa")
+    parser.add_argument("--datasets", default="seed,squad2,covid_qa,wh_readouts")
+    parser.add_argument("--reader-only", action="store_true", help="keep the fitted scorer and confidence "
+                        "models; only choose the reader's threshold")
     parser.add_argument("--max-false-abstention", type=float, default=0.05)
     parser.add_argument("--index-root", type=Path, help="keep each set's index in INDEX_ROOT/NAME instead")
     parser.add_argument("--dry-run", action="store_true", help="print the weights, do not write scoring.json")
     args = parser.parse_args(argv)
     embedder = default_embedder()
-    qa_by_set, rows_by_set = {}, {}
+    qa_by_set, rows_by_set, dev_by_set = {}, {}, {}
     for name in args.datasets.split(","):
         corpus, index, questions_file = dataset_paths(name, args.index_root)
         qa = QA(Settings(corpus=corpus, index=index), embedder)
         qa.build()
         dev = [q for q in load_questions(questions_file) if q.split == "dev"]
         print(f"{name}: {len(dev)} dev questions", file=sys.stderr)
-        qa_by_set[name], rows_by_set[name] = qa, collect(qa, dev)
+        qa_by_set[name], dev_by_set[name] = qa, dev
+        if not args.reader_only:
+            rows_by_set[name] = collect(qa, dev)
+    if not args.reader_only:
+        fit_models(qa_by_set, rows_by_set, args)
+    reader = next(iter(qa_by_set.values())).reader
+    if reader is not None:
+        threshold = choose_threshold(reader_confidences(qa_by_set, dev_by_set), args.max_false_abstention)
+        fitted = dict(scoring.weights(), reader={"name": reader.name, "abstain_below": threshold,
+                                                 "note": "chosen on the dev splits of " + args.datasets})
+        print(json.dumps(fitted["reader"], indent=2))
+        if not args.dry_run:
+            scoring.WEIGHTS_FILE.write_text(json.dumps(fitted, indent=2) + "\n", encoding="utf-8")
+        scoring.weights.cache_clear()
+    return 0
+
+
+def fit_models(qa_by_set: dict, rows_by_set: dict, args) -> None:
+    """The sentence scorer, then the confidence model on top of its scores, and the confidence threshold."""
     sw, sb = fit_sentence(rows_by_set)
     previous = scoring.weights()
     fitted = dict(previous, sentence={"features": list(scoring.SENTENCE_FEATURES), "weights": [round(float(v), 4) for v in sw],
@@ -204,7 +238,6 @@ def main(argv=None) -> int:
     if not args.dry_run:
         scoring.WEIGHTS_FILE.write_text(json.dumps(fitted, indent=2) + "\n", encoding="utf-8")
     scoring.weights.cache_clear()
-    return 0
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ abstained flag does, so one run prices every threshold.
 from __future__ import annotations
 
 import math
+import re
+from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
@@ -43,6 +45,38 @@ def fold(text: str) -> str:
 def contains_gold(quote: str, answers: Sequence[str]) -> bool:
     folded = fold(quote)
     return any(fold(gold) in folded for gold in answers)
+
+
+def answer_words(text: str) -> list[str]:
+    """SQuAD's normalisation: lower case, no punctuation, no articles."""
+    return [w for w in re.sub(r"[^\w\s]", " ", text.casefold()).split() if w not in ("a", "an", "the")]
+
+
+def token_f1(prediction: str, gold: str) -> float:
+    """Word-overlap F1 of an answer span against one gold answer (SQuAD's measure)."""
+    p, g = answer_words(prediction), answer_words(gold)
+    common = sum((Counter(p) & Counter(g)).values())
+    if not common:
+        return 0.0
+    precision, recall = common / len(p), common / len(g)
+    return 2 * precision * recall / (precision + recall)
+
+
+def exact_answer(result: Result) -> str | None:
+    """The exact answer the first citation marks, if it marks one."""
+    first = result.answer.citations[0] if result.answer.citations else None
+    if first is None or first.answer is None:
+        return None
+    return first.quote[first.answer[0] - first.start:first.answer[1] - first.start]
+
+
+def span_scores(result: Result) -> tuple[float, float]:
+    """(exact match, token F1) of the marked answer against the best gold answer; 0 when nothing is marked."""
+    span = exact_answer(result)
+    if span is None:
+        return 0.0, 0.0
+    exact = max(float(answer_words(span) == answer_words(g)) for g in result.question.answers)
+    return exact, max(token_f1(span, g) for g in result.question.answers)
 
 
 def gold_rank(result: Result) -> int | None:
@@ -85,6 +119,8 @@ class Metrics:
     abstention_recall: float | None  # unanswerable questions declined
     false_abstention: float | None  # answerable questions declined
     followup_hit1: float | None  # answerable conversations, scored on the last turn
+    span_exact: float | None  # the first quote's marked answer equals a gold answer (answered answerable)
+    span_f1: float | None  # its token F1 against the best gold answer
     citations: int
     verbatim: float | None  # citations whose quote is exactly the document text at its offsets
     latency_p50_ms: float | None
@@ -98,6 +134,10 @@ class Metrics:
 
 def _rate(flags: Sequence[bool]) -> float | None:
     return sum(flags) / len(flags) if flags else None
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
 
 
 def _percentile(values: Sequence[float], q: float) -> float | None:
@@ -129,6 +169,8 @@ def score(results: Sequence[Result], threshold: float | None = None) -> Metrics:
         abstention_recall=_rate([declined(r, threshold) for r in unanswerable]),
         false_abstention=_rate([declined(r, threshold) for r in answerable]),
         followup_hit1=_rate([is_hit(r, 1, threshold) for r in conversations]),
+        span_exact=_mean([span_scores(r)[0] for r in answered]),
+        span_f1=_mean([span_scores(r)[1] for r in answered]),
         citations=citations,
         verbatim=sum(r.verbatim for r in results) / citations if citations else None,
         latency_p50_ms=_percentile(latencies, 50),

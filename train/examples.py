@@ -1,0 +1,170 @@
+"""SQuAD v1.1 questions as reader training examples: one question, its answering sentence, and negatives that
+teach what matters.
+
+Sentences are cut with the same splitter the index uses (app.chunking), so training sees the candidates the
+app will show. Per question:
+- the positive: the sentence holding the labelled answer (with the answer's span inside it). Every other
+  sentence that contains the answer text is left out rather than called wrong (SQuAD's offsets here are the
+  answer's first occurrence, see SOURCE.txt);
+- `paragraph`: the sentence of the same paragraph most like the question (which sentence answers);
+- `article`: the most alike sentence from another paragraph of the same article (look-alikes retrieval finds);
+- `elsewhere`: the most alike sentence from another article (the answer is not there at all: abstention);
+- for some questions, the article's title line (a heading is never an answer).
+"Most alike" is TF-IDF cosine over the index's own word tokens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import sparse
+
+from app.chunking import split_sentences
+from app.lexical import tokens
+
+
+@dataclass(frozen=True)
+class Pair:
+    question: str
+    candidate: str
+    label: float  # 1.0: the candidate answers
+    span: tuple[int, int] | None = None  # the answer in the candidate, character offsets (positives)
+
+
+@dataclass(frozen=True)
+class Example:
+    """One question with its positive first, then its negatives."""
+
+    qid: str
+    article: str
+    pairs: tuple[Pair, ...]
+
+
+@dataclass(frozen=True)
+class _Sentence:
+    article: int
+    paragraph: int
+    text: str
+    start: int  # in its paragraph
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def is_dev_article(title: str) -> bool:
+    """About 5% of articles, by a hash of the title, are held out for the dev figures."""
+    return int(hashlib.sha256(title.encode("utf-8")).hexdigest(), 16) % 20 == 0
+
+
+def load_examples(path: Path, seed: int, title_rate: float = 0.25) -> tuple[list[Example], list[Example]]:
+    """(train, dev) examples from a SQuAD v1.1 JSON file, in a seeded order."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))["data"]
+    sentences: list[_Sentence] = []
+    paragraphs: list[tuple[int, str, list[int]]] = []  # (article, context, sentence ids)
+    for a, article in enumerate(data):
+        for para in article["paragraphs"]:
+            context = para["context"]
+            ids = []
+            for s, e in split_sentences(context):
+                ids.append(len(sentences))
+                sentences.append(_Sentence(a, len(paragraphs), context[s:e], s))
+            paragraphs.append((a, context, ids))
+    matrix, vocab, idf = _tfidf([s.text for s in sentences])
+    rng = random.Random(seed)
+    questions = []
+    p = 0
+    for a, article in enumerate(data):
+        for para in article["paragraphs"]:
+            for qa in para["qas"]:
+                questions.append((a, p, qa))
+            p += 1
+    query = _tfidf_queries([qa["question"] for _, _, qa in questions], vocab, idf)
+    train: list[Example] = []
+    dev: list[Example] = []
+    article_of = np.array([s.article for s in sentences])
+    paragraph_of = np.array([s.paragraph for s in sentences])
+    for lo in range(0, len(questions), 2000):
+        sims = (query[lo:lo + 2000] @ matrix.T).toarray()
+        for k, (a, p, qa) in enumerate(questions[lo:lo + 2000]):
+            example = _example(data, paragraphs, sentences, a, p, qa, sims[k], article_of, paragraph_of, rng,
+                               title_rate)
+            if example:
+                (dev if is_dev_article(data[a]["title"]) else train).append(example)
+    rng.shuffle(train)
+    return train, dev
+
+
+def _example(data, paragraphs, sentences, a, p, qa, sims, article_of, paragraph_of, rng, title_rate):
+    answer = qa["answers"][0]
+    text, start = answer["text"], int(answer["answer_start"])
+    _, context, ids = paragraphs[p]
+    holder = next((i for i in ids if sentences[i].start <= start < sentences[i].start + len(sentences[i].text)), None)
+    if holder is None or not text.strip():
+        return None
+    sent = sentences[holder]
+    offset = start - sent.start
+    if sent.text[offset:offset + len(text)] != text:  # the answer runs across a sentence break
+        return None
+    question = qa["question"].strip()
+    pairs = [Pair(question, sent.text, 1.0, (offset, offset + len(text)))]
+    low = text.lower()
+    order = np.argsort(-sims)
+
+    def pick(condition) -> int | None:
+        for i in order[:400]:
+            if sims[i] <= 0:
+                break
+            if condition(i) and low not in sentences[i].text.lower():
+                return int(i)
+        return None
+
+    in_paragraph = [i for i in ids if i != holder and low not in sentences[i].text.lower()]
+    if in_paragraph:
+        best = max(in_paragraph, key=lambda i: sims[i])
+        pairs.append(Pair(question, sentences[best].text, 0.0))
+    same_article = pick(lambda i: article_of[i] == a and paragraph_of[i] != p)
+    if same_article is not None:
+        pairs.append(Pair(question, sentences[same_article].text, 0.0))
+    elsewhere = pick(lambda i: article_of[i] != a)
+    if elsewhere is None:
+        elsewhere = rng.randrange(len(sentences))
+    pairs.append(Pair(question, sentences[elsewhere].text, 0.0))
+    if rng.random() < title_rate:
+        pairs.append(Pair(question, data[a]["title"].replace("_", " "), 0.0))
+    return Example(qa["id"], data[a]["title"], tuple(pairs))
+
+
+def _tfidf(texts: list[str]) -> tuple[sparse.csr_matrix, dict[str, int], np.ndarray]:
+    vocab: dict[str, int] = {}
+    rows, cols = [], []
+    for r, text in enumerate(texts):
+        for t in set(tokens(text)):
+            rows.append(r)
+            cols.append(vocab.setdefault(t, len(vocab)))
+    m = sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(texts), len(vocab)))
+    df = np.bincount(cols, minlength=len(vocab))
+    idf = np.log((1 + len(texts)) / (1 + df)).astype(np.float32) + 1.0
+    m = m @ sparse.diags(idf)
+    norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
+    return sparse.csr_matrix(sparse.diags(1 / np.maximum(norms, 1e-9)) @ m), vocab, idf
+
+
+def _tfidf_queries(texts: list[str], vocab: dict[str, int], idf: np.ndarray) -> sparse.csr_matrix:
+    rows, cols = [], []
+    for r, text in enumerate(texts):
+        for t in set(tokens(text)):
+            if t in vocab:
+                rows.append(r)
+                cols.append(vocab[t])
+    m = sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(texts), len(vocab)))
+    return sparse.csr_matrix(m @ sparse.diags(idf))
