@@ -73,30 +73,30 @@ class EmbedFiles:
         texts = [part_texts(p) if isinstance(p, Part) else [] for p in parts]
         vectors = self.embedder.embed([t for group in texts for t in group]) if any(texts) else None
         embed_s = time.perf_counter() - clock
-        out: dict[str, list] = {k: [] for k in ("path", "reason", "part", "chunk_vectors", "sentence_vectors")}
+        rows = []
         cursor = 0
         for part, group in zip(parts, texts):
-            out["path"].append(part.path)
-            if isinstance(part, Skipped):
-                out["reason"].append(part.reason)
-                out["part"].append("")
-                out["chunk_vectors"].append(b"")
-                out["sentence_vectors"].append(b"")
-                continue
-            rows = vectors[cursor:cursor + len(group)]
+            rows.append(encode_part(part, vectors[cursor:cursor + len(group)]) if isinstance(part, Part)
+                        else {"path": part.path, "reason": part.reason, "part": "", "chunk_vectors": b"",
+                              "sentence_vectors": b""})
             cursor += len(group)
-            is_passage = np.zeros(len(group), bool)
-            is_passage[np.cumsum([0] + [1 + len(c.sentences) for c in part.chunks])[:-1]] = True
-            out["reason"].append("")
-            out["part"].append(json.dumps({"sha256": part.sha256, "title": part.title, "pages": part.pages,
-                                           "acronyms": part.acronyms,
-                                           "chunks": [chunk_to_json(c) for c in part.chunks]}, ensure_ascii=False))
-            out["chunk_vectors"].append(np.ascontiguousarray(rows[is_passage], np.float32).tobytes())
-            out["sentence_vectors"].append(np.ascontiguousarray(rows[~is_passage], np.float16).tobytes())
-        result = {k: np.array(v, dtype=object) for k, v in out.items()}
+        result = {k: np.array([row[k] for row in rows], dtype=object) for k in rows[0]} if rows else {}
         result["read_s"] = np.full(len(parts), read_s / max(len(parts), 1))
         result["embed_s"] = np.full(len(parts), embed_s / max(len(parts), 1))
         return result
+
+
+def encode_part(part: Part, vectors: np.ndarray) -> dict:
+    """A part and the vectors of its `part_texts` as a worker's output row (JSON and raw bytes: compact, and
+    no pickle of our own crosses the cluster)."""
+    is_passage = np.zeros(len(vectors), bool)
+    is_passage[np.cumsum([0] + [1 + len(c.sentences) for c in part.chunks])[:-1]] = True
+    return {"path": part.path, "reason": "",
+            "part": json.dumps({"sha256": part.sha256, "title": part.title, "pages": part.pages,
+                                "acronyms": part.acronyms, "chunks": [chunk_to_json(c) for c in part.chunks]},
+                               ensure_ascii=False),
+            "chunk_vectors": np.ascontiguousarray(vectors[is_passage], np.float32).tobytes(),
+            "sentence_vectors": np.ascontiguousarray(vectors[~is_passage], np.float16).tobytes()}
 
 
 def decode_part(row: dict, dimension: int) -> Part:

@@ -7,7 +7,9 @@ Each section runs in its own child process, so its peak memory (ru_maxrss) is it
 Sections: latency (warm answer vs encode+flat search), cold (CLI start to first answer vs loading the model),
 build (full build vs bare encode of the same texts; incremental vs full, start-up included), concurrency
 (answers/second with 1..8 clients, direct and through the Gradio API), scale (synthetic corpora of 1k..100k
-passages, end to end), million and bm25 (the retrieval layer alone at a million passages; `--million`).
+passages, end to end), million and bm25 (the retrieval layer alone at a million passages; `--million`),
+e2e (a million passages through the local build, then loaded and asked in a fresh process; `--only e2e`),
+ray (the Ray build on 1 and 2 local nodes beside the local build; `--only ray`).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ COVID_CORPUS = next((p for p in (ROOT / "eval/datasets/covid_qa/corpus", ROOT.pa
                      if p.is_dir()), ROOT / "eval/datasets/covid_qa/corpus")
 DEFAULT_SECTIONS = ("latency", "cold", "build", "concurrency", "scale")
 MILLION_SECTIONS = ("million", "bm25")
+EXPLICIT_SECTIONS = ("e2e", "ray")  # only when named in --only: hours (e2e) or a Ray cluster (ray)
 FORBIDDEN_CLI_IMPORTS = ("gradio", "matplotlib")
 APPENDED = "\nThis sentence was appended by the benchmark to measure an incremental rebuild.\n"
 COLD_FLOOR = (
@@ -103,6 +106,8 @@ class Config:
     ef_search: tuple[int, ...] = (32, 64, 96, 128, 192, 256)
     hnsw_m: tuple[int, ...] = ()  # extra HNSW M values to build and sweep at a million (slow: one build each)
     ef_construction: tuple[int, ...] = ()  # extra efConstruction values, with the app's M (one build each)
+    ray_passages: int = 2000  # corpus of the Ray build comparison (real model)
+    ray_merge: int = 100_000  # passages of the driver merge measurement
     seed: int = 0
     isolated: bool = True
 
@@ -774,11 +779,208 @@ def section_bm25(cfg: Config) -> list[Figure]:
     ]
 
 
+# --- a million passages end to end: build, load, answer (`--only e2e`) ----------------------------------
+
+
+def e2e_settings(cfg: Config):
+    from app.settings import Settings
+
+    work = Path(cfg.workdir) / f"e2e-{cfg.million_size}"
+    return Settings(corpus=work / "corpus", index=work / "index",
+                    exact_search_limit=cfg.exact_limit or Settings().exact_search_limit)
+
+
+def section_e2e_build(cfg: Config) -> list[Figure]:
+    """The local build of a synthetic corpus of `million_size` passages through the real code path and index
+    format, passages and sentences embedded by HashEmbedder(384) (the real model would take most of a day)."""
+    from eval import synth
+    from app.build import build
+
+    settings = e2e_settings(cfg)
+    shutil.rmtree(settings.corpus.parent, ignore_errors=True)
+    started = time.perf_counter()
+    synth.write_corpus(settings.corpus, cfg.million_size, seed=cfg.seed)
+    generated = time.perf_counter() - started
+    before = rss_mb()
+    embedder = SyntheticPassageVectors(real_embedder())
+    report = build(settings, embedder, full=True)
+    stages = ", ".join(f"{k} {v:.0f} s" for k, v in report.stages.items())
+    folder = Path(settings.index) / "current"
+    on_disk = sum(p.stat().st_size for p in folder.resolve().iterdir() if p.is_file())
+    tag = f"{report.chunks:,} passages"
+    return [
+        Figure("e2e", f"{tag}: build (local, HashEmbedder vectors)", report.seconds, "s",
+               note=f"stages: {stages}; {report.added:,} documents; corpus generated in {generated:.0f} s "
+                    "(not counted); the real model's encode time is not in it"),
+        Figure("e2e", f"{tag}: index on disk", on_disk / 1e6, "MB"),
+        peak_figure("e2e", before, "RSS before the build", cfg, "the build process"),
+    ]
+
+
+def section_e2e_serve(cfg: Config) -> list[Figure]:
+    """A fresh process loads the million-passage index and answers: load time, RSS, answer latency beside
+    encoding the question alone, and recall@10 of the approximate index against exact search."""
+    import faiss
+
+    from app.embedding import HashEmbedder
+    from app.qa import QA
+
+    settings = e2e_settings(cfg)
+    real = real_embedder()
+    loaded_model = rss_mb()
+    embedder = SyntheticPassageVectors(real)
+    embedder.building = False
+    qa = QA(settings, embedder)
+    started = time.perf_counter()
+    store = qa.store()
+    load_s = time.perf_counter() - started
+    after_load = rss_mb()
+    questions = load_questions(cfg.questions)[: cfg.scale_questions]
+    model = real.model
+
+    def encode(question: str):
+        return model.encode([question], normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+
+    app_ms, floor_ms = paired_latencies(qa, encode, questions, 1)
+    beyond = [a - f for a, f in zip(app_ms, floor_ms)]
+    serving = rss_mb()
+    n = len(store.chunks)
+    rng = random.Random(cfg.seed)
+    picks = [store.chunks[rng.randrange(n)] for _ in range(200)]
+    queries = HashEmbedder(store.chunk_vectors.shape[1]).embed([c.sentence(0) for c in picks])  # in-distribution
+    _, truth = faiss.knn(queries, np.ascontiguousarray(store.chunk_vectors), 10, metric=faiss.METRIC_INNER_PRODUCT)
+    k = qa.settings.answer.candidates
+    _, found = store.dense.search(queries, k)
+    recall = float(np.mean([len(set(f[:10]) & set(t)) / 10 for f, t in zip(found, truth)]))
+    kind = store.manifest["index"]["type"]
+    note = f"{n:,} passages, {len(store.sentence_vectors):,} sentences; {len(questions)} questions, median of 1 round"
+    return [
+        Figure("e2e", "load (QA.store(), fresh process)", load_s, "s", goal="<= 10 s", met=load_s <= 10,
+               note="manifest, sizes, row offsets; arrays memory-mapped; " + (
+                   "HNSW graph read" if kind != "flat" else "exact index filled")),
+        Figure("e2e", "RSS after load", after_load, "MB", loaded_model, "RSS with only the model loaded",
+               goal="<= 4096 MB", met=after_load <= 4096),
+        Figure("e2e", "RSS after answering", serving, "MB", loaded_model, "RSS with only the model loaded",
+               goal="<= 4096 MB", met=serving <= 4096, note=note),
+        Figure("e2e", "answer p50", percentile(app_ms, 50), "ms", percentile(floor_ms, 50), "encode the question p50",
+               note=note),
+        Figure("e2e", "answer p95", percentile(app_ms, 95), "ms", percentile(floor_ms, 95), "encode the question p95"),
+        Figure("e2e", "answer p95 beyond the encoder", percentile(beyond, 95), "ms", goal="<= 50 ms",
+               met=percentile(beyond, 95) <= 50, note="per question: answer time - encode time, paired"),
+        Figure("e2e", f"{kind} recall@10", recall, "", 1.0, "exact search", ">= 0.95", recall >= 0.95,
+               note="200 queries: HashEmbedder vectors of the first sentence of random passages"),
+    ]
+
+
+# --- the Ray build beside the local one (`--only ray`) --------------------------------------------------
+
+
+def section_ray(cfg: Config) -> list[Figure]:
+    """Build throughput of the local build, the Ray build on one local node and on two (one CPU each: the
+    unit a cluster adds), the same corpus and real model in the same run; the driver's merge and publish at
+    `ray_merge` passages; and from those a projection of 10M passages on N such nodes."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    import torch
+    from eval import synth
+    from app.build import build
+    from app.ray_build import build_on_ray, model_on
+    from app.settings import Settings
+
+    work = Path(cfg.workdir) / "ray"
+    shutil.rmtree(work, ignore_errors=True)
+    synth.write_corpus(work / "corpus", cfg.ray_passages, seed=cfg.seed)
+    torch.set_num_threads(1)  # the local build gets one core, like one simulated node
+    local = build(Settings(corpus=work / "corpus", index=work / "local-index"), real_embedder(), full=True)
+    passages = local.chunks
+    rates, reports = {}, {}
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})  # one cluster, grown to two nodes
+    try:
+        ray.init(address=cluster.address, log_to_driver=False, logging_level="ERROR")
+        for nodes in (1, 2):
+            if nodes > 1:
+                cluster.add_node(num_cpus=1)
+            cluster.wait_for_nodes()
+            report = build_on_ray(Settings(corpus=work / "corpus", index=work / f"ray-{nodes}-index"), model_on,
+                                  full=True, progress=False)
+            assert report.chunks == passages and report.workers == nodes, report
+            rates[nodes], reports[nodes] = passages / report.seconds, report
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    overhead = (reports[1].seconds - local.seconds) / local.seconds * 100
+    efficiency = rates[2] / (2 * rates[1])
+    merge_s, merge_note = driver_merge_seconds(cfg, work)
+    per_passage_merge = merge_s / cfg.ray_merge
+    stages = lambda r: ", ".join(f"{k} {v:.0f} s" for k, v in r.stages.items())  # noqa: E731
+    note = (f"{passages:,} synthetic passages (eval/synth.py) + their sentences, real model, 1 CPU per node "
+            f"(local: torch on 1 thread); Ray start-up not counted, worker start and model load are")
+    figures = [
+        Figure("ray", "local build", passages / local.seconds, "passages/s", note=note),
+        ratio_figure("ray", "Ray build, 1 local node", rates[1], "passages/s", passages / local.seconds,
+                     "local build", note=f"stages: {stages(reports[1])}"),
+        ratio_figure("ray", "Ray build, 2 local nodes", rates[2], "passages/s", rates[1], "Ray build, 1 node",
+                     note=f"stages: {stages(reports[2])}; both nodes share this machine's 2 cores with whatever "
+                          f"else runs (load average {os.getloadavg()[0]:.1f})"),
+        Figure("ray", "Ray overhead on 1 node", overhead, "%", goal="<= 15%", met=overhead <= 15,
+               note="(Ray build time - local build time) / local build time"),
+        Figure("ray", "scaling efficiency, 1 -> 2 nodes", efficiency, "", 1.0, "linear"),
+        Figure("ray", f"driver merge + publish at {cfg.ray_merge:,} passages", merge_s, "s", note=merge_note),
+    ]
+    for n in (1, 4, 16, 64):
+        embed_h = 10_000_000 / (n * rates[1] * (efficiency if n > 1 else 1.0)) / 3600
+        merge_h = per_passage_merge * 10_000_000 / 3600
+        figures.append(Figure(
+            "ray", f"PROJECTED 10M passages on {n} node{'s' * (n > 1)}", embed_h + merge_h, "h",
+            note="a projection, not a measurement: 10M / (nodes x measured 1-node rate x measured 1->2 efficiency) "
+                 f"+ driver merge at the measured {per_passage_merge * 1e6:.0f} us/passage, linear; nodes like the "
+                 "simulated ones (1 CPU core each)"))
+    return figures
+
+
+def driver_merge_seconds(cfg: Config, work: Path) -> tuple[float, str]:
+    """What the driver does after the workers: decode their rows and publish the build (records, vectors,
+    BM25, the HNSW graph, the swap), timed at `ray_merge` passages with random unit vectors."""
+    from eval import synth
+    from app.build import Part, part_texts, publish
+    from app.chunking import chunk_document
+    from app.documents import load_corpus
+    from app.embedding import HashEmbedder
+    from app.ray_build import decode_part, encode_part
+    from app.settings import Settings
+    from app.store import IndexDir
+    from app import acronyms
+
+    corpus = work / "merge-corpus"
+    synth.write_corpus(corpus, cfg.ray_merge, seed=cfg.seed + 1)
+    settings = Settings(corpus=corpus, index=work / "merge-index", exact_search_limit=min(cfg.ray_merge // 2, 200_000))
+    docs, _ = load_corpus(corpus, 10**9)
+    rng = np.random.default_rng(cfg.seed)
+    rows = []
+    for doc in docs:
+        part = Part(doc.path, doc.sha256, doc.title, None, acronyms.find_definitions(doc.text),
+                    chunk_document(doc, settings.chunking))
+        vectors = rng.standard_normal((len(part_texts(part)), 384)).astype(np.float32)
+        rows.append(encode_part(part, vectors / np.linalg.norm(vectors, axis=1, keepdims=True)))
+    probe = HashEmbedder(384)
+    stages: dict[str, float] = {}
+    started = time.perf_counter()
+    parts = [decode_part(row, 384) for row in rows]
+    stages["decode"] = time.perf_counter() - started
+    chunks, _ = publish(settings, probe, IndexDir(settings.index), parts, None, [], stages)
+    seconds = time.perf_counter() - started
+    shutil.rmtree(corpus, ignore_errors=True)
+    return seconds, (f"{chunks:,} passages; " + ", ".join(f"{k} {v:.1f} s" for k, v in stages.items())
+                     + "; the HNSW graph is built above half this size, as at 10M")
+
+
 # --- running and printing --------------------------------------------------------------------------------
 
 SECTIONS: dict[str, Callable[[Config], list[Figure]]] = {
     "latency": section_latency, "cold": section_cold, "build": section_build, "concurrency": section_concurrency,
-    "million": section_million, "bm25": section_bm25,
+    "million": section_million, "bm25": section_bm25, "e2e_build": section_e2e_build,
+    "e2e_serve": section_e2e_serve, "ray": section_ray,
 }
 
 
@@ -786,7 +988,10 @@ def units(sections: Sequence[str], cfg: Config) -> list[tuple[str, int | None]]:
     """What runs, in order: each section once, scale once per size."""
     out: list[tuple[str, int | None]] = []
     for name in sections:
-        out += [("scale", size) for size in cfg.sizes] if name == "scale" else [(name, None)]
+        if name == "scale":
+            out += [("scale", size) for size in cfg.sizes]
+        else:
+            out += [("e2e_build", None), ("e2e_serve", None)] if name == "e2e" else [(name, None)]
     return out
 
 
@@ -836,7 +1041,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ints = lambda text: tuple(int(x) for x in text.split(",") if x)  # noqa: E731
     p = argparse.ArgumentParser(prog="python -m eval.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--only", help=f"comma-separated sections (default {','.join(DEFAULT_SECTIONS)}; "
-                                   f"also {','.join(MILLION_SECTIONS)})")
+                                   f"also {','.join(MILLION_SECTIONS + EXPLICIT_SECTIONS)})")
     p.add_argument("--million", action="store_true", help="add the retrieval layer at a million passages")
     p.add_argument("--sizes", type=ints, default=Config.sizes,
                    help="scale sizes in passages (default 1000,10000,100000)")
@@ -862,6 +1067,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--hnsw-m", type=ints, default=(), help="also build HNSW with these M at a million (slow)")
     p.add_argument("--ef-construction", type=ints, default=(),
                    help="also build HNSW with the app's M and these efConstruction values (slow)")
+    p.add_argument("--ray-passages", type=int, default=Config.ray_passages,
+                   help="passages of the Ray build comparison, real model (default 2000)")
+    p.add_argument("--ray-merge", type=int, default=Config.ray_merge,
+                   help="passages of the driver merge + publish measurement (default 100000)")
     p.add_argument("--workdir", help="keep indexes and corpora here (default: a temporary folder, removed)")
     p.add_argument("--no-isolate", action="store_true", help="run sections in this process (peak RSS is shared)")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
@@ -879,7 +1088,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sections = [s for s in (args.only.split(",") if args.only else DEFAULT_SECTIONS) if s]
     if args.million:
         sections += [s for s in MILLION_SECTIONS if s not in sections]
-    unknown = [s for s in sections if s not in SECTIONS and s != "scale"]
+    unknown = [s for s in sections if s not in SECTIONS and s not in ("scale", "e2e")]
     if unknown:
         print(f"eval.bench: unknown section(s) {', '.join(unknown)}", file=sys.stderr)
         return 2
@@ -890,7 +1099,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = Config(str(workdir), args.questions, args.limit, args.repeats, args.build_corpus, args.build_repeats,
                  args.build_docs, args.levels, args.per_client, args.sizes, args.real_limit, args.sample,
                  args.scale_questions, args.million_size, args.exact_limit, args.ef_search, args.hnsw_m,
-                 args.ef_construction, isolated=not args.no_isolate)
+                 args.ef_construction, args.ray_passages, args.ray_merge, isolated=not args.no_isolate)
     figures: list[Figure] = []
     failed: list[str] = []
     load = os.getloadavg()

@@ -82,3 +82,23 @@ def test_import_report_names_the_chain_that_pulls_in_a_forbidden_package():
     found, chains, heavy = bench.import_report(stderr)
     assert found == ["gradio"] and chains == ["gradio <- app.ui <- app.cli"]
     assert heavy.startswith("torch 800 ms")
+
+
+@pytest.mark.slow
+def test_end_to_end_and_ray_sections_report_their_figures(tmp_path, capsys):
+    """`--only e2e,ray` on tiny sizes: the million-passage path (build, fresh-process load, answers, recall)
+    and the Ray comparison (local, 1 and 2 nodes, merge, projection)."""
+    status = bench.main([
+        "--only", "e2e,ray", "--json", "--workdir", str(tmp_path), "--million-size", "1500", "--exact-limit", "500",
+        "--scale-questions", "3", "--ray-passages", "12", "--ray-merge", "300",
+    ])
+    out = json.loads(capsys.readouterr().out)
+    assert status == 0, out["failed"]
+    names = {row["name"]: row for row in out["figures"]}
+    for name in ("load (QA.store(), fresh process)", "RSS after load", "answer p95 beyond the encoder",
+                 "hnsw_sq8 recall@10", "local build", "Ray build, 1 local node", "Ray build, 2 local nodes",
+                 "Ray overhead on 1 node", "driver merge + publish at 300 passages",
+                 "PROJECTED 10M passages on 16 nodes"):
+        assert name in names and names[name]["value"] is not None, name
+    assert "projection" in names["PROJECTED 10M passages on 16 nodes"]["note"]
+    assert names["hnsw_sq8 recall@10"]["value"] >= 0.9
