@@ -25,6 +25,7 @@ from app.qa import QA  # noqa: E402
 from app.ray_build import build_on_ray  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from app.store import IndexDir, load_store  # noqa: E402
+from eval.bench import patiently  # noqa: E402
 
 from conftest import DATA, ROOT, make_settings  # noqa: E402
 
@@ -60,8 +61,9 @@ class AlwaysDies(HashEmbedder):
 def cluster():
     """Two nodes of one CPU each, shared by every test here."""
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this test module
-    nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": 100 << 20})
-    nodes.add_node(num_cpus=1, object_store_memory=100 << 20)
+    nodes = patiently(lambda: Cluster(initialize_head=True,
+                                      head_node_args={"num_cpus": 1, "object_store_memory": 100 << 20}))
+    patiently(lambda: nodes.add_node(num_cpus=1, object_store_memory=100 << 20))
     ray.init(address=nodes.address, log_to_driver=False, logging_level="ERROR")
     nodes.wait_for_nodes()
     yield nodes
