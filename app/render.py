@@ -93,7 +93,8 @@ def _with_answer(text: str, offset: int, answer: tuple[int, int] | None) -> str:
 
 def citation_text(citation: Citation) -> str:
     """What the copy button copies: the quote and where it comes from, as plain text."""
-    where = [citation.title, *[p.strip() for p in (citation.section or "").split(" > ") if p.strip()]]
+    where = [citation.title, *[p.strip() for p in (citation.section or "").split(" > ")
+                               if p.strip() and p.strip() != citation.title]]
     if citation.page is not None:
         where.append(f"page {citation.page}")
     return f"“{' '.join(citation.quote.split())}” — {', '.join(where)} ({citation.doc}, characters {citation.start}–{citation.end})"

@@ -44,6 +44,8 @@ THEME = gr.themes.Default(font=SYSTEM_FONTS, font_mono=MONO_FONTS).set(
     body_text_color_subdued="*neutral_600", body_text_color_subdued_dark="*neutral_300",  # >= 4.5:1 contrast
     input_placeholder_color="*neutral_500", input_placeholder_color_dark="*neutral_400",
     block_info_text_color="*neutral_600", block_info_text_color_dark="*neutral_300",
+    button_primary_background_fill="*primary_700", button_primary_background_fill_hover="*primary_800",
+    button_primary_text_color="white",
 )
 
 # The phone layout's outer padding (Gradio scopes the `css` below inside its container, this is outside it);
