@@ -76,7 +76,8 @@ def answer_html(answer: Answer, turn: int) -> str:
 
 def _quote_html(citation: Citation, turn: int, primary: bool) -> str:
     kind = "vb-quote vb-primary" if primary else "vb-quote"
-    return (f'<blockquote class="{kind} {colour(citation.id)}">“{_with_answer(citation.quote, citation.start, citation.answer)}”'
+    quote = _with_answer(citation.quote, citation.start, citation.answer)
+    return (f'<blockquote class="{kind} {colour(citation.id)}">“{quote}”'
             f'{_marker(citation, turn)}{_copy_button(citation)}</blockquote>')
 
 
@@ -97,7 +98,8 @@ def citation_text(citation: Citation) -> str:
                                if p.strip() and p.strip() != citation.title]]
     if citation.page is not None:
         where.append(f"page {citation.page}")
-    return f"“{' '.join(citation.quote.split())}” — {', '.join(where)} ({citation.doc}, characters {citation.start}–{citation.end})"
+    return (f"“{' '.join(citation.quote.split())}” — {', '.join(where)} "
+            f"({citation.doc}, characters {citation.start}–{citation.end})")
 
 
 def _copy_button(citation: Citation) -> str:
@@ -137,8 +139,8 @@ def card_html(citation: Citation, turn: int, related: bool = False) -> str:
         f'<span class="vb-title">{_text(citation.title)}</span>{label}</div>'
         f'<div class="vb-where">{" · ".join(meta)}</div>'
         f'<p class="vb-passage">{passage_html(citation)}</p>'
-        f'<a class="vb-open" href="{html.escape(document_url(citation.doc, citation.start, citation.end, citation.answer))}" '
-        f'target="_blank" rel="noopener">Open the document at this place</a></div>'
+        f'<a class="vb-open" href="{html.escape(document_url(citation.doc, citation.start, citation.end, citation.answer))}"'
+        f' target="_blank" rel="noopener">Open the document at this place</a></div>'
     )
 
 
@@ -241,7 +243,9 @@ def library_html(status: dict | None, problem: str | None = None) -> str:
 
 
 def _size(size: int) -> str:
-    return f"{size:,} bytes" if size < 10_000 else f"{size / 1e3:,.0f} kB" if size < 10_000_000 else f"{size / 1e6:,.0f} MB"
+    if size < 10_000:
+        return f"{size:,} bytes"
+    return f"{size / 1e3:,.0f} kB" if size < 10_000_000 else f"{size / 1e6:,.0f} MB"
 
 
 def upload_summary(added, report) -> tuple[str, bool]:

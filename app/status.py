@@ -68,7 +68,8 @@ def index_status(settings: Settings) -> dict:
         summary += f"\n{len(manifest['skipped'])} file(s) skipped: " + "; ".join(
             f"{s['path']} ({s['reason']})" for s in manifest["skipped"][:5])
     return {
-        "index": str(folder), "files": indexed_files(settings, manifest), "documents": counts["documents"], "chunks": counts["chunks"],
+        "index": str(folder), "files": indexed_files(settings, manifest), "documents": counts["documents"],
+        "chunks": counts["chunks"],
         "sentences": counts["sentences"], "model": model, "index_type": manifest["index"],
         "chunking": manifest["chunking"], "built_at": manifest["built_at"], "stale": stale, "changes": changes,
         "skipped": manifest.get("skipped", []), "summary": summary,

@@ -139,7 +139,8 @@ CSS = """
 .vb-reply blockquote.vb-primary {font-size: 1.08rem}
 .vb-answer {font-weight: 700}
 .vb-marker {font-weight: 700; color: var(--vb-c) !important; text-decoration: none !important; white-space: nowrap}
-.vb-copy {font: inherit; font-size: .78rem; font-weight: 600; line-height: 1.4; margin-left: .3rem; padding: .05rem .55rem;
+.vb-copy {font: inherit; font-size: .78rem; font-weight: 600; line-height: 1.4; margin-left: .3rem;
+  padding: .05rem .55rem;
   border: 1px solid var(--border-color-primary); border-radius: 999px; background: var(--background-fill-primary);
   color: var(--body-text-color); cursor: pointer; vertical-align: .08em}
 .vb-copy:hover, .vb-copy:focus-visible {border-color: var(--vb-c)}

@@ -223,10 +223,10 @@ def test_serving_defaults_to_loopback(seed_fake_qa, monkeypatch, command):
     """Without --host, both ways of starting the page hand 127.0.0.1 to the server."""
     bound = {}
     monkeypatch.setattr("app.qa.default_embedder", HashEmbedder)
-    monkeypatch.setattr("app.ui.serve", lambda qa, host, port: bound.update(host=host, port=port))
+    monkeypatch.setattr("app.server.Server.run", lambda server: bound.update(url=server.url))
     s = seed_fake_qa.settings
     assert main([*command, "--corpus", str(s.corpus), "--index", str(s.index)]) == 0
-    assert bound == {"host": "127.0.0.1", "port": 7860}
+    assert bound == {"url": "http://127.0.0.1:7860/"}
 
 
 def _listening(port: int) -> list[str]:
