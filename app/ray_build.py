@@ -129,11 +129,13 @@ def hash_corpus(settings: Settings, previously_skipped: set[str]) -> tuple[list[
 
 
 def build_on_ray(settings: Settings, make_embedder: MakeEmbedder, address: str | None = None, full: bool = False,
-                 retries: int = RETRIES, progress: bool | None = None) -> BuildReport:
+                 retries: int | None = None, progress: bool | None = None) -> BuildReport:
     """Bring the index up to date with the corpus, embedding on a Ray cluster (started here, on this machine,
-    when `address` is None and none is connected); see the module docstring."""
+    when `address` is None and none is connected); see the module docstring. `retries`: restarts of a dead
+    worker (default `RETRIES`); `progress`: a progress bar (default: on a terminal)."""
     import ray
 
+    retries = RETRIES if retries is None else retries
     started = time.perf_counter()
     check_corpus(settings)
     probe = make_embedder("cpu")  # the model's id and dimension; nothing is loaded on the driver
