@@ -148,12 +148,15 @@ def _serve(settings: Settings, args) -> int:
               f"in {report.seconds:.1f}s", flush=True)
         for skipped in report.skipped_files:
             print(f"  skipped {skipped.path}: {skipped.reason}", flush=True)
-    server = Server(qa, host=host, port=port, allow_upload=getattr(args, "allow_upload", False))
     reach = "this machine only" if is_loopback(host) else "reachable from other machines, with no password: see README"
-    print(f"Serving at {server.url} ({reach}); REST API at {server.url}api/ask, documented at {server.url}docs. "
-          "Press Ctrl+C to stop.", flush=True)
-    if not server.upload:
-        print("Adding documents from the page is off (start with --allow-upload to turn it on).", flush=True)
+
+    def announce() -> None:
+        print(f"Serving at {server.url} ({reach}); REST API at {server.url}api/ask, documented at {server.url}docs. "
+              "Press Ctrl+C to stop.", flush=True)
+        if not server.upload:
+            print("Adding documents from the page is off (start with --allow-upload to turn it on).", flush=True)
+
+    server = Server(qa, host=host, port=port, allow_upload=getattr(args, "allow_upload", False), ready=announce)
     server.run()
     return 0
 

@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import threading
 import time
+from typing import Callable
 
 import uvicorn
 from fastapi import Query
@@ -120,17 +121,31 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+class _Uvicorn(uvicorn.Server):
+    """uvicorn, calling `ready` once its socket listens (so "Serving at ..." is never printed too early)."""
+
+    def __init__(self, config: uvicorn.Config, ready: Callable[[], None] | None) -> None:
+        super().__init__(config)
+        self.ready = ready
+
+    async def startup(self, sockets=None) -> None:
+        await super().startup(sockets)
+        if self.started and self.ready is not None:
+            self.ready()
+
+
 class Server:
     """The app on host:port under uvicorn, in this thread (`run`) or a background one (`start`/`stop`).
     Uploads are on when serving this machine only, or when `allow_upload` says so."""
 
-    def __init__(self, qa: QA, host: str = "127.0.0.1", port: int = 7860, allow_upload: bool = False) -> None:
+    def __init__(self, qa: QA, host: str = "127.0.0.1", port: int = 7860, allow_upload: bool = False,
+                 ready: Callable[[], None] | None = None) -> None:
         self.qa = qa
         self.upload = allow_upload or is_loopback(host)
         self.url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
         config = uvicorn.Config(create_server(qa, self.upload), host=host, port=port, log_level="warning",
                                 timeout_graceful_shutdown=5)
-        self._server = uvicorn.Server(config)
+        self._server = _Uvicorn(config, ready)
         self._thread: threading.Thread | None = None
 
     def run(self) -> None:
