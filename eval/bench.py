@@ -830,19 +830,28 @@ def section_e2e_serve(cfg: Config) -> list[Figure]:
     loaded_model = rss_mb()
     embedder = SyntheticPassageVectors(real)
     embedder.building = False
-    qa = QA(settings, embedder)
+    timed = TimedEmbedder(embedder)
+    qa = QA(settings, timed)
+    if qa.reader is not None:
+        qa.reader = TimedReader(qa.reader)
     started = time.perf_counter()
     store = qa.store()
     load_s = time.perf_counter() - started
     after_load = rss_mb()
     questions = load_questions(cfg.questions)[: cfg.scale_questions]
-    model = real.model
-
-    def encode(question: str):
-        return model.encode([question], normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
-
-    app_ms, floor_ms = paired_latencies(qa, encode, questions, 1)
-    beyond = [a - f for a, f in zip(app_ms, floor_ms)]
+    encode = real.model.encode
+    for question, history in questions[:3]:  # warm caches before timing
+        qa.ask(question, history)
+    answer_ms, beyond_ms, search_ms, encode_ms = [], [], [], []
+    for question, history in questions:  # paired per question, as in latency_figures
+        timed.seconds = 0.0
+        if qa.reader is not None:
+            qa.reader.seconds = 0.0
+        answer_ms.append(timed_ms(qa.ask, question, history))
+        beyond_ms.append(answer_ms[-1] - 1000 * (timed.seconds + getattr(qa.reader, "seconds", 0.0)))
+        timed.seconds = 0.0
+        search_ms.append(timed_ms(qa.search, question, history) - 1000 * timed.seconds)
+        encode_ms.append(timed_ms(lambda q: encode([q], normalize_embeddings=True, show_progress_bar=False), question))
     serving = rss_mb()
     n = len(store.chunks)
     rng = random.Random(cfg.seed)
@@ -852,8 +861,13 @@ def section_e2e_serve(cfg: Config) -> list[Figure]:
     k = qa.settings.answer.candidates
     _, found = store.dense.search(queries, k)
     recall = float(np.mean([len(set(f[:10]) & set(t)) / 10 for f, t in zip(found, truth)]))
+    rescored = float(np.mean([len(set(rows[np.argsort(-(store.chunk_vectors[rows] @ q))][:10]) & set(t)) / 10
+                              for q, rows, t in ((q, f[f >= 0], t) for q, f, t in zip(queries, found, truth))]))
     kind = store.manifest["index"]["type"]
-    note = f"{n:,} passages, {len(store.sentence_vectors):,} sentences; {len(questions)} questions, median of 1 round"
+    note = (f"{n:,} passages, {len(store.sentence_vectors):,} sentences; {len(questions)} questions, one round, "
+            "each paired with its own floor")
+    models = "the question's encode" + (" and the reader's cross-encoder" if qa.reader is not None else "")
+    recall_note = "200 queries: HashEmbedder vectors of the first sentence of random passages"
     return [
         Figure("e2e", "load (QA.store(), fresh process)", load_s, "s", goal="<= 10 s", met=load_s <= 10,
                note="manifest, sizes, row offsets; arrays memory-mapped; " + (
@@ -862,14 +876,37 @@ def section_e2e_serve(cfg: Config) -> list[Figure]:
                goal="<= 4096 MB", met=after_load <= 4096),
         Figure("e2e", "RSS after answering", serving, "MB", loaded_model, "RSS with only the model loaded",
                goal="<= 4096 MB", met=serving <= 4096, note=note),
-        Figure("e2e", "answer p50", percentile(app_ms, 50), "ms", percentile(floor_ms, 50), "encode the question p50",
-               note=note),
-        Figure("e2e", "answer p95", percentile(app_ms, 95), "ms", percentile(floor_ms, 95), "encode the question p95"),
-        Figure("e2e", "answer p95 beyond the encoder", percentile(beyond, 95), "ms", goal="<= 50 ms",
-               met=percentile(beyond, 95) <= 50, note="per question: answer time - encode time, paired"),
+        Figure("e2e", "answer p50", percentile(answer_ms, 50), "ms", percentile(encode_ms, 50),
+               "encode the question p50", note=note),
+        Figure("e2e", "answer p95", percentile(answer_ms, 95), "ms", percentile(encode_ms, 95),
+               "encode the question p95"),
+        Figure("e2e", "answer p95 beyond the models", percentile(beyond_ms, 95), "ms", goal="<= 50 ms",
+               met=percentile(beyond_ms, 95) <= 50, note=f"per question: answer time - time inside {models}"),
+        Figure("e2e", "retrieval p95 beyond the encoder", percentile(search_ms, 95), "ms", goal="<= 50 ms",
+               met=percentile(search_ms, 95) <= 50, note="QA.search (dense + BM25 + fusion) - its encode time"),
         Figure("e2e", f"{kind} recall@10", recall, "", 1.0, "exact search", ">= 0.95", recall >= 0.95,
-               note="200 queries: HashEmbedder vectors of the first sentence of random passages"),
+               note=recall_note),
+        Figure("e2e", f"{kind} recall@10 after re-scoring the {k}", rescored, "", 1.0, "exact search", ">= 0.95",
+               rescored >= 0.95, note=recall_note + "; re-scored with the float32 vectors, as retrieval does"),
     ]
+
+
+class TimedReader:
+    """Wraps the reader to count the time spent in its model, so the rest of an answer can be told apart."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.seconds = 0.0
+
+    def read(self, question, candidates):
+        started = time.perf_counter()
+        try:
+            return self.inner.read(question, candidates)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
 
 
 # --- the Ray build beside the local one (`--only ray`) --------------------------------------------------

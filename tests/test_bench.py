@@ -90,12 +90,13 @@ def test_end_to_end_and_ray_sections_report_their_figures(tmp_path, capsys):
     and the Ray comparison (local, 1 and 2 nodes, merge, projection)."""
     status = bench.main([
         "--only", "e2e,ray", "--json", "--workdir", str(tmp_path), "--million-size", "1500", "--exact-limit", "500",
-        "--scale-questions", "3", "--ray-passages", "12", "--ray-merge", "300",
+        "--scale-questions", "4", "--ray-passages", "12", "--ray-merge", "300",
     ])
     out = json.loads(capsys.readouterr().out)
     assert status == 0, out["failed"]
     names = {row["name"]: row for row in out["figures"]}
-    for name in ("load (QA.store(), fresh process)", "RSS after load", "answer p95 beyond the encoder",
+    for name in ("load (QA.store(), fresh process)", "RSS after load", "answer p95 beyond the models",
+                 "retrieval p95 beyond the encoder", "hnsw_sq8 recall@10 after re-scoring the 40",
                  "hnsw_sq8 recall@10", "local build", "Ray build, 1 local node", "Ray build, 2 local nodes",
                  "Ray overhead on 1 node", "driver merge + publish at 300 passages",
                  "PROJECTED 10M passages on 16 nodes"):
