@@ -13,13 +13,12 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-import math
 from dataclasses import replace as with_fields
 
 from .lexical import tokens
 from .reader import Reader
 from .records import Answer, Citation, Hit
-from .scoring import Candidate
+from .scoring import Candidate, combined_score, logit
 from .settings import AnswerSettings
 from .store import Store
 
@@ -47,8 +46,8 @@ def quote_span(store: Store, cand: Candidate) -> tuple[int, int]:
 
 def read_candidates(reader: Reader, question: str, store: Store, candidates: list[Candidate],
                     count: int) -> list[Candidate]:
-    """The scorer's best `count` sentences, read by the reader and ordered by its probability (its logit
-    becomes the score); each carries the reader's answer span in document offsets."""
+    """The scorer's best `count` sentences, read by the reader and ordered by the reader's verdict combined
+    with the scorer's (scoring.combined_score); each carries the reader's probability and answer span."""
     chosen = candidates[:count]
     chunks = [store.chunks[c.hit.row] for c in chosen]
     readings = reader.read(question, [chunk.sentence(c.index) for chunk, c in zip(chunks, chosen)])
@@ -56,8 +55,8 @@ def read_candidates(reader: Reader, question: str, store: Store, candidates: lis
     for chunk, cand, reading in zip(chunks, chosen, readings):
         start = chunk.sentences[cand.index][0]
         span = (start + reading.span[0], start + reading.span[1]) if reading.span else None
-        p = min(max(reading.probability, 1e-6), 1 - 1e-6)
-        read.append(with_fields(cand, score=math.log(p / (1 - p)), probability=reading.probability, span=span))
+        score = combined_score(cand.score, logit(reading.probability), reader.name)
+        read.append(with_fields(cand, score=score, probability=reading.probability, span=span))
     return sorted(read, key=lambda c: -c.score)
 
 
@@ -97,7 +96,9 @@ def select_quotes(store: Store, candidates: list[Candidate], settings: AnswerSet
         if any(_near_duplicate(quote, c.quote) for c in citations):
             continue
         taken.append((chunk.doc, start, end))
-        citations.append(make_citation(store, len(citations) + 1, cand.hit, start, end, cand.score, cand.span))
+        sure = not citations or cand.probability is None or cand.probability >= 0.5  # a support's span, if it answers
+        citations.append(make_citation(store, len(citations) + 1, cand.hit, start, end, cand.score,
+                                       cand.span if sure else None))
     return citations
 
 

@@ -102,13 +102,12 @@ class QA:
         else:
             candidates = scoring.score_sentences(store, search.hits[: settings.passages], question, search.vector,
                                                  search.words, self.embedder.word_vectors)
-            if reader is not None and candidates:
-                read = search.query if search.follow_up else question  # as the conversation rewrote it
-                candidates = read_candidates(reader, read, store, candidates, settings.reader_candidates)
-                conf = float(candidates[0].probability)
-            else:
-                conf = scoring.confidence(scoring.confidence_features(
-                    store, candidates, question, search.terms, search.follow_up))
+            read = reader is not None and bool(candidates)
+            if read:
+                asked = search.query if search.follow_up else question  # as the conversation rewrote it
+                candidates = read_candidates(reader, asked, store, candidates, settings.reader_candidates)
+            features = scoring.confidence_features(store, candidates, question, search.terms, search.follow_up, read)
+            conf = scoring.confidence(features, reader.name if read else None)
             citations = select_quotes(store, candidates, settings)
         citations = [c for c in citations if self.documents.verbatim(store, c)]
         reader_name = reader.name if reader is not None else None

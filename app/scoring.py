@@ -35,6 +35,8 @@ WEIGHTS_FILE = Path(__file__).with_name("scoring.json")
 SENTENCE_FEATURES = ("sentence_cosine", "token_match", "window_cosine", "passage_dense", "answer_type")
 CONFIDENCE_FEATURES = ("best_score", "margin", "best_dense", "best_coverage", "unknown_names", "known_weight",
                        "number_missing")
+READER_FEATURES = ("scorer", "reader_logit")  # how the reader's verdict and the scorer's combine into the ranking
+READER_CONFIDENCE_FEATURES = CONFIDENCE_FEATURES + ("reader_logit",)
 
 # A question that asks for a quantity or a date is not answered by a sentence without one: "How much funding
 # did X commit?" finds X's sentence, but if it gives no figure the documents don't say. A year is a date,
@@ -42,6 +44,12 @@ CONFIDENCE_FEATURES = ("best_score", "margin", "best_dense", "best_coverage", "u
 _WANTS_QUANTITY = re.compile(
     r"\b(how (many|much|long|often|old|large|big|far)|what (percent|percentage|amount|number|proportion|size))\b", re.I)
 _WANTS_DATE = re.compile(r"\b(what|which) (year|date|day|month|time)\b", re.I)
+# "Who chaired it?" is answered by a sentence that names someone: in English text, a capitalised word after
+# the sentence's first, or an agent ("funded by a consortium"); "The overview of the meeting is as
+# follows." names no one.
+_WANTS_NAME = re.compile(r"^\W*(who|whom|whose)\b", re.I)
+_NAME = re.compile(r"\b[A-Z][\w'’.-]*")
+_AGENT = re.compile(r"\bby (a|an|the|its|their|his|her)\b", re.I)
 _NUMBER_WORDS = (r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|"
                  r"sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|"
                  r"hundreds?|thousands?|millions?|billions?|trillions?|dozens?|several|half|double|twice|triple")
@@ -51,11 +59,13 @@ _DATE = re.compile(rf"\d|\b({_MONTHS})\b", re.I)
 
 
 def answers_the_type(question: str, sentence: str) -> bool:
-    """False when the question asks for a quantity (or a date) that the sentence does not contain."""
+    """False when the question asks for a quantity (or a date, or someone) that the sentence does not contain."""
     if _WANTS_QUANTITY.search(question):
         return any(not re.fullmatch(r"(1[89]|20)\d\d", m.group(0)) for m in _QUANTITY.finditer(sentence))
     if _WANTS_DATE.search(question):
         return bool(_DATE.search(sentence))
+    if _WANTS_NAME.search(question):
+        return bool(_AGENT.search(sentence)) or any(m.start() > 0 for m in _NAME.finditer(sentence.lstrip(" \"'“(")))
     return True
 
 
@@ -74,6 +84,21 @@ def weights() -> dict:
     return json.loads(WEIGHTS_FILE.read_text(encoding="utf-8"))
 
 
+def reader_fit(reader: str) -> dict:
+    """What eval.fit chose on dev for this reader: how its logit combines with the scorer's, the confidence
+    model over both, and the threshold; {} when it has not been fitted (the reader's own verdict then decides)."""
+    fitted = weights().get("reader", {})
+    return fitted if fitted.get("name") == reader else {}
+
+
+def combined_score(scorer: float, reader_logit: float, reader: str) -> float:
+    """The ranking key of a sentence the reader read: fitted on dev, else the reader's logit alone."""
+    model = reader_fit(reader).get("combine")
+    if not model:
+        return reader_logit
+    return float(np.dot(model["weights"], (scorer, reader_logit)) + model["bias"])
+
+
 def abstain_threshold(settings: AnswerSettings, reader: str | None = None) -> float:
     """The configured `abstain_below`, else the threshold chosen on the dev splits: for the reader's
     probability when `reader` (its name) decides, else for the fitted confidence model."""
@@ -81,8 +106,7 @@ def abstain_threshold(settings: AnswerSettings, reader: str | None = None) -> fl
         return float(settings.abstain_below)
     fitted = weights()
     if reader is not None:
-        chosen = fitted.get("reader", {})
-        return float(chosen["abstain_below"]) if chosen.get("name") == reader else 0.5
+        return float(reader_fit(reader).get("abstain_below", 0.5))
     return float(fitted["abstain_below"])
 
 
@@ -149,9 +173,10 @@ def unknown_names(store: Store, question: str) -> list[str]:
 
 
 def confidence_features(store: Store, candidates: list[Candidate], question: str,
-                        query_terms: list[str], follow_up: bool) -> np.ndarray:
+                        query_terms: list[str], follow_up: bool, read: bool = False) -> np.ndarray:
+    """CONFIDENCE_FEATURES of the best candidate; with `read`, the reader's logit for it as well."""
     if not candidates:
-        return np.zeros(len(CONFIDENCE_FEATURES), np.float32)
+        return np.zeros(len(READER_CONFIDENCE_FEATURES if read else CONFIDENCE_FEATURES), np.float32)
     best = candidates[0]
     runner_up = candidates[1].score if len(candidates) > 1 else best.score - 1.0
     idfs = store.lexical.idf_of(query_terms)
@@ -161,12 +186,25 @@ def confidence_features(store: Store, candidates: list[Candidate], question: str
     coverage = _coverage(set(tokens(chunk.text)), query_weights, sum(idfs) or 1.0)
     unknown = 0 if follow_up else min(len(unknown_names(store, question)), 3)
     number_missing = not answers_the_type(question, store.chunks[best.hit.row].sentence(best.index))
-    return np.asarray([best.score, best.score - runner_up, best.hit.dense, coverage, unknown, known, number_missing],
-                      np.float32)
+    values = [best.score, best.score - runner_up, best.hit.dense, coverage, unknown, known, number_missing]
+    if read:
+        values.append(logit(best.probability))
+    return np.asarray(values, np.float32)
 
 
-def confidence(features: np.ndarray) -> float:
-    """Probability that the best quote answers the question (the fitted confidence model)."""
-    model = weights()["confidence"]
+def logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
+
+
+def confidence(features: np.ndarray, reader: str | None = None) -> float:
+    """Probability that the best quote answers the question: the fitted confidence model (with the reader's
+    logit as a feature when a reader read); for a reader not yet fitted, the reader's own probability."""
+    if reader is not None:
+        model = reader_fit(reader).get("confidence")
+        if not model:
+            return 1.0 / (1.0 + math.exp(-float(features[-1])))
+    else:
+        model = weights()["confidence"]
     z = float(features @ np.asarray(model["weights"], np.float32) + model["bias"])
     return 1.0 / (1.0 + math.exp(-max(min(z, 40.0), -40.0)))

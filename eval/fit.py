@@ -1,5 +1,6 @@
 """Fit the sentence scorer and the confidence model (app/scoring.py) on the DEV splits, write app/scoring.json;
-with a shipped reader, choose the abstention threshold on its probability the same way.
+with a shipped reader, fit how its verdict combines with the scorer's, the confidence model over both, and
+the reader's abstention threshold, the same way.
 
     python -m eval.fit [--datasets seed,squad2,covid_qa,wh_readouts] [--max-false-abstention 0.05] [--reader-only]
 
@@ -12,6 +13,7 @@ question set.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -19,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from app import scoring
-from app.answer import quote_span
+from app.answer import quote_span, read_candidates
 from app.embedding import default_embedder
 from app.qa import QA, clean_question
 from app.settings import Settings
@@ -170,24 +172,82 @@ def choose_threshold(scored: list[tuple], max_false: float) -> float:
     return round(best, 2)
 
 
-def reader_confidences(qa_by_set: dict, dev_by_set: dict) -> list[tuple]:
-    """(reader probability, set, unanswerable, hit) per dev question, asked through `QA.ask` as eval asks."""
-    from .runner import ask_all
-    from .metrics import is_hit
+def collect_read(qa: QA, questions) -> list[dict]:
+    """Per dev question: the scorer's best sentences as the reader read them (scorer logit, reader logit),
+    which of them hold a gold answer, and the search — everything the reader's fit needs, read once."""
+    settings = qa.settings.answer
+    out = []
+    for q in questions:
+        question, _ = clean_question(q.question, settings.max_question_chars)
+        search = qa.search(question, q.history)
+        ranked = scoring.score_sentences(search.store, search.hits[: settings.passages], question, search.vector,
+                                         search.words, qa.embedder.word_vectors)
+        asked = search.query if search.follow_up else question
+        read = read_candidates(qa.reader, asked, search.store, ranked, settings.reader_candidates) if ranked else []
+        labels = [contains_gold(search.store.chunks[c.hit.row].text_at(*quote_span(search.store, c)), q.answers)
+                  for c in read]
+        pre = {(c.hit.row, c.index): c.score for c in ranked}
+        features = np.array([[pre[(c.hit.row, c.index)], scoring.logit(c.probability)] for c in read], np.float64)
+        out.append({"q": q, "question": question, "search": search, "read": read,
+                    "features": features.reshape(-1, len(scoring.READER_FEATURES)),
+                    "labels": np.asarray(labels, dtype=bool)})
+    return out
 
-    scored = []
-    for name, qa in qa_by_set.items():
-        for result in ask_all(qa, dev_by_set[name], label=f"{name} dev"):
-            scored.append((result.answer.confidence, name, result.question.unanswerable,
-                           is_hit(result, 1, float("-inf"))))
-    return scored
+
+READER_WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)  # per unit of scorer logit
+
+
+def choose_combination(read_by_set: dict) -> tuple[np.ndarray, float]:
+    """The reader weight (scorer weight 1) with the best mean first-sentence accuracy over the sets' answerable
+    dev questions; ties go to the smaller weight."""
+    def accuracy(weight: float) -> float:
+        rates = []
+        for rows in read_by_set.values():
+            firsts = [bool(r["labels"][int(np.argmax(r["features"] @ (1.0, weight)))]) for r in rows
+                      if not r["q"].unanswerable and len(r["read"])]
+            rates.append(sum(firsts) / max(len(firsts), 1))
+        return float(np.mean(rates))
+
+    scores = {w: accuracy(w) for w in READER_WEIGHTS}
+    print("reader weight -> mean dev first-sentence accuracy: "
+          + ", ".join(f"{w}: {a:.3f}" for w, a in scores.items()), file=sys.stderr)
+    best = max(READER_WEIGHTS, key=lambda w: (round(scores[w], 6), -w))
+    return np.array([1.0, best]), 0.0
+
+
+def fit_reader(qa_by_set: dict, read_by_set: dict, max_false: float) -> dict:
+    """How the reader's logit and the scorer's combine (the weight that puts a gold sentence first most often
+    on dev, each set weighing the same), the confidence model over the combined ranking plus the reader's
+    logit, and its threshold."""
+    cw, cb = choose_combination(read_by_set)
+    xs, ys, ws, kinds = [], [], [], []
+    for name, rows in read_by_set.items():
+        part = {True: [r for r in rows if r["q"].unanswerable], False: [r for r in rows if not r["q"].unanswerable]}
+        for unanswerable, group in part.items():
+            for row in group:
+                order = np.argsort(-(row["features"] @ cw + cb), kind="stable") if len(row["read"]) else []
+                ranked = [dataclasses.replace(row["read"][i], score=float(row["features"][i] @ cw + cb)) for i in order]
+                search = row["search"]
+                xs.append(scoring.confidence_features(search.store, ranked, row["question"], search.terms,
+                                                      search.follow_up, read=True))
+                ys.append(0.0 if unanswerable else 1.0)
+                ws.append(1.0 / len(group))
+                kinds.append((name, unanswerable, bool(len(order)) and bool(row["labels"][order[0]])))
+    w, b = logistic(np.vstack(xs), np.asarray(ys), np.asarray(ws), signs=CONFIDENCE_SIGNS + (1,))
+    probs = 1 / (1 + np.exp(-(np.vstack(xs) @ w + b)))
+    threshold = choose_threshold([(p, *k) for p, k in zip(probs, kinds)], max_false)
+    return {"combine": {"features": list(scoring.READER_FEATURES), "weights": [round(float(v), 4) for v in cw],
+                        "bias": round(cb, 4)},
+            "confidence": {"features": list(scoring.READER_CONFIDENCE_FEATURES),
+                           "weights": [round(float(v), 4) for v in w], "bias": round(b, 4)},
+            "abstain_below": threshold}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.fit", description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="seed,squad2,covid_qa,wh_readouts")
     parser.add_argument("--reader-only", action="store_true", help="keep the fitted scorer and confidence "
-                        "models; only choose the reader's threshold")
+                        "models; only fit the reader's combination, confidence and threshold")
     parser.add_argument("--max-false-abstention", type=float, default=0.05)
     parser.add_argument("--index-root", type=Path, help="keep each set's index in INDEX_ROOT/NAME instead")
     parser.add_argument("--dry-run", action="store_true", help="print the weights, do not write scoring.json")
@@ -207,9 +267,10 @@ def main(argv=None) -> int:
         fit_models(qa_by_set, rows_by_set, args)
     reader = next(iter(qa_by_set.values())).reader
     if reader is not None:
-        threshold = choose_threshold(reader_confidences(qa_by_set, dev_by_set), args.max_false_abstention)
-        fitted = dict(scoring.weights(), reader={"name": reader.name, "abstain_below": threshold,
-                                                 "note": "chosen on the dev splits of " + args.datasets})
+        read_by_set = {name: collect_read(qa, dev_by_set[name]) for name, qa in qa_by_set.items()}
+        fitted = dict(scoring.weights(), reader={"name": reader.name, "note": "fitted on the dev splits of "
+                                                 + args.datasets, **fit_reader(qa_by_set, read_by_set,
+                                                                               args.max_false_abstention)})
         print(json.dumps(fitted["reader"], indent=2))
         if not args.dry_run:
             scoring.WEIGHTS_FILE.write_text(json.dumps(fitted, indent=2) + "\n", encoding="utf-8")

@@ -166,7 +166,10 @@ def test_the_fake_embedder_matches_only_the_same_words():
     ("How much funding did the Fund commit?", "The program is funded by the Fund.", False),
     ("In what year was it founded?", "It was founded in 1967.", True),
     ("Which month does the rain start?", "The rain starts in June.", True),
-    ("Who funds the program?", "The program is funded by the Fund.", True),  # no figure asked for
+    ("Who funds the program?", "The program is funded by the Fund.", True),  # no figure asked for, a name given
+    ("Who chaired the meeting?", "The overview of the meeting is as follows.", False),  # names no one
+    ("who opened the meeting", "The meeting began with a remark by the chairman, Dato' Seri Anwar.", True),
+    ("Who funds it?", "The scholarship is funded by a consortium of shipping companies.", True),  # an agent
 ])
-def test_a_quantity_question_needs_a_figure_in_the_sentence(question, sentence, answers):
+def test_a_question_for_a_figure_or_a_person_needs_one_in_the_sentence(question, sentence, answers):
     assert answers_the_type(question, sentence) is answers

@@ -135,7 +135,7 @@ def test_cli_json_is_one_valid_object(cli_args, capsys, name):
     out, err = capsys.readouterr()
     assert code == 0 and err == ""
     answer = json.loads(out.strip().splitlines()[-1])
-    assert set(answer) - {"notice"} == {"question", "abstained", "answer", "citations"}
+    assert set(answer) - {"notice"} == {"question", "abstained", "answer", "citations", "reader"}
     assert ("notice" in answer) == (name == "huge")  # the cut question says so
     assert answer["answer"].strip()
 

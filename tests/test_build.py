@@ -245,7 +245,7 @@ def test_cli_ask_json_contract(cli_dirs, capsys):
                            "--corpus", str(corpus), "--index", str(index))
     assert code == 0
     answer = json.loads(out.strip().splitlines()[-1])
-    assert set(answer) == {"question", "abstained", "answer", "citations"}
+    assert set(answer) == {"question", "abstained", "answer", "citations", "reader"}
     assert answer["question"] == "How much is the annual fee for a plot holder?"
     assert answer["abstained"] is False
     first = answer["citations"][0]

@@ -224,7 +224,8 @@ def test_eval_end_to_end_writes_results_report_and_plots(tiny_set, tmp_path, cap
         for line in lines if golds[line["id"]]]
     assert everything["hit1"] == pytest.approx(sum(hits) / 3)  # the report agrees with the results file
     assert {r["configuration"] for r in report["compare"]} == {
-        "full system", "dense only", "lexical only", "fixed 1,000-char chunks, whole"}
+        "full system", "no reader (fitted sentence scorer)", "dense only", "lexical only",
+        "fixed 1,000-char chunks, whole"}
     assert (tmp_path / "index-fixed1000" / "current").exists()  # the fixed-chunk baseline's own index
     assert len(report["failures"]) == 3 - sum(hits) + (0 if lines[3]["abstained"] else 1)
     markdown = (report_dir / "report.md").read_text(encoding="utf-8")

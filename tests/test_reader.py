@@ -1,0 +1,135 @@
+"""The reader: its training pipeline (a tiny run), its shipped weights (offline, no pickle), its ranking and
+abstention on real sentences, and the exact answer it marks inside a quote."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.embedding import HashEmbedder
+from app.qa import QA
+from app.reader import MANIFEST, WEIGHTS, CrossEncoderReader, Reading
+from tests.conftest import DATA, make_settings
+
+TINY_SQUAD = DATA / "squad-tiny.json"
+
+
+def train(tmp_path: Path, name: str, *extra: str) -> Path:
+    from train.__main__ import main
+
+    out = tmp_path / name
+    argv = ["--data", str(TINY_SQUAD), "--steps", "4", "--questions-per-step", "2", "--layers", "1",
+            "--save-every", "1", "--checkpoint", str(tmp_path / f"{name}-checkpoint"), "--out", str(out),
+            "--dev-questions", "4", *extra]
+    assert main(argv) == 0
+    return out
+
+
+def test_a_tiny_training_run_writes_weights_and_manifest_and_resumes_to_the_same_weights(tmp_path):
+    from safetensors.numpy import load_file
+
+    whole = train(tmp_path, "whole")
+    manifest = json.loads((whole / "reader.json").read_text(encoding="utf-8"))
+    assert manifest["steps"] == 4 and manifest["seed"] == 13 and manifest["layers"] == 1
+    assert len(manifest["data"]["sha256"]) == 64 and manifest["command"].startswith("python -m train")
+    assert {"answer_first", "span_f1"} <= set(manifest["dev"])
+    weights = load_file(str(whole / "reader.safetensors"))
+    assert not any(k.startswith("bert.embeddings.") for k in weights)  # the bundled model's, not shipped
+    assert {"rank.weight", "span.weight"} <= set(weights)
+
+    stopped = train(tmp_path, "resumed", "--stop-at", "2")
+    assert json.loads((stopped / "reader.json").read_text())["steps"] == 2
+    resumed = train(tmp_path, "resumed")  # the same command again: continues from step 2
+    assert json.loads((resumed / "reader.json").read_text())["steps"] == 4
+    again = load_file(str(resumed / "reader.safetensors"))
+    assert set(again) == set(weights)
+    for key in weights:
+        assert np.allclose(again[key].astype(np.float32), weights[key].astype(np.float32), atol=2e-3), key
+
+
+def test_the_shipped_weights_load_offline_without_pickle(monkeypatch):
+    assert WEIGHTS.is_file() and MANIFEST.is_file()
+    assert WEIGHTS.stat().st_size < 50e6
+    header = int.from_bytes(WEIGHTS.read_bytes()[:8], "little")
+    assert json.loads(WEIGHTS.read_bytes()[8:8 + header])  # a safetensors header, not a pickle stream
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("pickle used")
+
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    reader = CrossEncoderReader()
+    assert reader.read("Who chaired the meeting?", ["The meeting was chaired by Ms. Okafor."])[0].probability > 0
+    manifest = json.loads(MANIFEST.read_text(encoding="utf-8"))
+    assert manifest["name"] == reader.name and manifest["data"]["licence"] == "CC BY-SA 4.0"
+
+
+@pytest.fixture(scope="module")
+def shipped() -> CrossEncoderReader:
+    return CrossEncoderReader()
+
+
+def test_the_reader_prefers_the_sentence_that_answers_and_marks_the_answer(shipped):
+    candidates = [
+        "Ms. TAKAICHI Sanae, Prime Minister of Japan, attended the meeting.",
+        "The meeting began with an opening remark by Dato' Seri Anwar bin Ibrahim, the Prime Minister of "
+        "Malaysia and chairman of the meeting.",
+        "The overview of the meeting is as follows.",
+    ]
+    readings = shipped.read("Who chaired the meeting?", candidates)
+    best = int(np.argmax([r.probability for r in readings]))
+    assert best == 1
+    s, e = readings[1].span
+    assert "Anwar" in candidates[1][s:e]
+
+
+def test_the_reader_doubts_a_sentence_about_something_else(shipped):
+    sentence = "The 28th ASEAN-Japan Summit was held in Kuala Lumpur, the capital of Malaysia."
+    about = shipped.read("Where was the summit held?", [sentence])[0].probability
+    other = shipped.read("What is the capital of Japan?", [sentence])[0].probability
+    assert other < about - 0.1
+
+
+class WordReader:
+    """A tiny reader for tests: a candidate answers when it holds the question's last word; the answer is
+    that word."""
+
+    name = "test/word-reader"
+
+    def read(self, question, candidates):
+        word = question.rstrip("?").split()[-1].lower()
+        out = []
+        for text in candidates:
+            at = text.lower().find(word)
+            out.append(Reading(0.9, (at, at + len(word))) if at >= 0 else Reading(0.05, None))
+        return out
+
+
+def test_qa_quotes_what_the_reader_chooses_and_marks_its_span_verbatim(tmp_path):
+    qa = QA(make_settings(tmp_path, DATA / "corpus"), HashEmbedder(), reader=WordReader())
+    qa.build()
+    answer = qa.ask("Which session did the chair open with Okafor")
+    assert not answer.abstained and answer.to_json()["reader"] == "test/word-reader"
+    first = answer.citations[0]
+    assert "okafor" in first.quote.lower()
+    text = (qa.settings.corpus / first.doc).read_text(encoding="utf-8")
+    s, e = first.answer
+    assert first.start <= s < e <= first.end and text[s:e].lower() == "okafor"
+    assert answer.to_json()["citations"][0]["answer"] == {"start": s, "end": e}
+    declined = qa.ask("Which session did the chair open with zebras")
+    assert declined.abstained  # the reader's probability is under the threshold (0.5 without a fitted one)
+
+
+@pytest.mark.slow
+def test_the_seed_answer_marks_the_chairman(seed_qa):
+    answer = seed_qa.ask("Who chaired the meeting?")
+    first = answer.citations[0]
+    assert answer.to_json()["reader"] == seed_qa.reader.name
+    s, e = first.answer
+    text = (seed_qa.settings.corpus / first.doc).read_text(encoding="utf-8")
+    assert text[s:e] == first.quote[s - first.start:e - first.start] and "Anwar" in text[s:e]
