@@ -96,8 +96,10 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int] | None:
 
 # Text whose line breaks were lost runs an enumerated sub-point on after the previous sentence
 # ("...anywhere in the world.ii. The East China Sea..."): such a marker starts a line of its own.
+# The sentence before must end in a word, not a number ("R version 0.4.5. Univariate" is no sub-point).
 _LOST_BREAK = re.compile(
-    r"(?<=[.!?:;”\"’)])[ \t]?(?=(?:\(?(?:[ivx]{1,5}|\d{1,2}|[a-h])[.)]|\(\d{1,2}\))[ \t]+[A-Z“\"‘(])")
+    r"(?:(?<=[^\W\d_][.!?:;])|(?<=[^\W\d_][.!?:;][”\"’)])|(?<=[^\W\d_][”\"’)])|(?<=[”\"’)][.!?:;]))"
+    r"[ \t]?(?=(?:\(?(?:[ivx]{1,5}|\d{1,2}|[a-h])[.)]|\(\d{1,2}\))[ \t]+[A-Z“\"‘(])")
 _ENUMERATOR = re.compile(r"[ \t]*(\(?(?:\d{1,3}|[ivxlcdm]{1,6}|[a-zA-Z])[.)]|\((?:\d{1,3}|[ivxlcdm]{1,6}|[a-zA-Z])\))"
                          r"[ \t]+")
 _TERMINAL = (".", "!", "?", ";", ",")

@@ -8,9 +8,11 @@ a deterministic bag-of-words fake that needs no model.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import re
+import threading
 from typing import Protocol, Sequence
 
 import numpy as np
@@ -45,6 +47,8 @@ class SentenceTransformerEmbedder:
         self.device = device  # "cuda" on a Ray build's GPU workers
         self._model = None
         self._word_table: tuple[np.ndarray, np.ndarray] | None = None
+        self._word_tokenizer = None
+        self._word_lock = threading.Lock()
 
     @property
     def model(self):
@@ -73,7 +77,8 @@ class SentenceTransformerEmbedder:
         table, content = self._words()
         if not texts:
             return []
-        pieces = self.model.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        with self._word_lock:  # a fast tokenizer's padding settings are shared state: one caller at a time
+            pieces = self._word_tokenizer(list(texts), add_special_tokens=False)["input_ids"]
         return [table[[i for i in ids if content[i]]] for ids in pieces]
 
     def _words(self) -> tuple[np.ndarray, np.ndarray]:
@@ -82,6 +87,8 @@ class SentenceTransformerEmbedder:
             table = weights / np.maximum(np.linalg.norm(weights, axis=1, keepdims=True), 1e-9)
             vocab = self.model.tokenizer.convert_ids_to_tokens(list(range(len(table))))
             content = np.array([p.lower() not in STOPWORDS and (p.isalnum() or p.startswith("##")) for p in vocab])
+            # its own tokenizer: unpadded calls here must not switch padding off under a concurrent `embed`
+            self._word_tokenizer = copy.deepcopy(self.model.tokenizer)
             self._word_table = (table.astype(np.float32), content)
         return self._word_table
 

@@ -125,6 +125,7 @@ class CrossEncoderReader:
         self.manifest = json.loads(self.manifest_path.read_text(encoding="utf-8"))
         self.name = self.manifest["name"]
         self._lock = threading.Lock()
+        self._tokenizing = threading.Lock()
         self._loaded = None
 
     def _load(self):
@@ -146,7 +147,8 @@ class CrossEncoderReader:
         if not candidates:
             return []
         net, tok, torch = self._load()
-        batch = encode(tok, question, candidates)
+        with self._tokenizing:  # a fast tokenizer's padding settings are shared state: one caller at a time
+            batch = encode(tok, question, candidates)
         offsets = batch.pop("offset_mapping").numpy()
         segment = np.array([[sid == 1 for sid in batch.sequence_ids(i)] for i in range(len(candidates))])
         with torch.inference_mode():

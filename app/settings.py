@@ -34,7 +34,7 @@ class AnswerSettings:
     passages: int = 10  # fused passages whose sentences compete for the quote
     max_quotes: int = 4
     reader: bool = True  # the trained reader chooses among the scorer's best sentences (when weights ship)
-    reader_candidates: int = 4  # how many of the sentence scorer's best the reader reads: 4 match 8 on dev at half the time (eval.tradeoff)
+    reader_candidates: int = 4  # the scorer's best that the reader reads (4 match 8 on dev in half the time)
     abstain_below: float | None = None  # confidence threshold; None: the one fitted on dev splits (scoring.json)
     max_question_chars: int = 1000
 
