@@ -2,18 +2,16 @@
 abstention with the nearest passages offered as related.
 
 Sentences are scored by the fitted sentence model (scoring.py); the reader (reader.py), when it ships,
-reads the best of them against the question and orders them by its probability, marking the exact answer
-in each. The best sentence becomes the answer, joined with a neighbour when it cannot stand alone (it opens
-with a pronoun pointing back, or it introduces a list with a colon); up to three more quotes that add
-something follow.
+reads the best of them against the question and marks the exact answer in each, and its verdict weighs in
+the ranking as much as eval.fit found it should (scoring.combined_score). The best sentence becomes the
+answer, joined with a neighbour when it cannot stand alone (it opens with a pronoun pointing back, or it
+introduces a list with a colon); up to three more quotes that add something follow.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import replace
-
-from dataclasses import replace as with_fields
 
 from .lexical import tokens
 from .reader import Reader
@@ -56,7 +54,7 @@ def read_candidates(reader: Reader, question: str, store: Store, candidates: lis
         start = chunk.sentences[cand.index][0]
         span = (start + reading.span[0], start + reading.span[1]) if reading.span else None
         score = combined_score(cand.score, logit(reading.probability), reader.name)
-        read.append(with_fields(cand, score=score, probability=reading.probability, span=span))
+        read.append(replace(cand, score=score, probability=reading.probability, span=span))
     return sorted(read, key=lambda c: -c.score)
 
 

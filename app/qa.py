@@ -96,6 +96,7 @@ class QA:
         search = self.search(question, history)
         store, settings = search.store, self.settings.answer
         reader = self.reader if settings.reader and not settings.whole_passages else None
+        reader_name = reader.name if reader is not None else None
         if settings.whole_passages:
             citations = whole_passages(store, search.hits, settings)
             conf = search.hits[0].fused if search.hits else 0.0
@@ -107,10 +108,9 @@ class QA:
                 asked = search.query if search.follow_up else question  # as the conversation rewrote it
                 candidates = read_candidates(reader, asked, store, candidates, settings.reader_candidates)
             features = scoring.confidence_features(store, candidates, question, search.terms, search.follow_up, read)
-            conf = scoring.confidence(features, reader.name if read else None)
+            conf = scoring.confidence(features, reader_name if read else None)
             citations = select_quotes(store, candidates, settings)
         citations = [c for c in citations if self.documents.verbatim(store, c)]
-        reader_name = reader.name if reader is not None else None
         abstained = not citations or conf < scoring.abstain_threshold(settings, reader_name)
         if abstained:  # related passages: one quote from each of the nearest three
             citations = [c for i, c in enumerate(citations)

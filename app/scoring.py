@@ -71,7 +71,7 @@ def answers_the_type(question: str, sentence: str) -> bool:
 
 @dataclass(frozen=True)
 class Candidate:
-    score: float  # the ranking key: the sentence scorer's logit, or the reader's once it has read
+    score: float  # the ranking key: the sentence scorer's logit, combined with the reader's once it has read
     sentence_row: int
     hit: Hit
     index: int  # which sentence of the passage
@@ -104,10 +104,9 @@ def abstain_threshold(settings: AnswerSettings, reader: str | None = None) -> fl
     probability when `reader` (its name) decides, else for the fitted confidence model."""
     if settings.abstain_below is not None:
         return float(settings.abstain_below)
-    fitted = weights()
     if reader is not None:
         return float(reader_fit(reader).get("abstain_below", 0.5))
-    return float(fitted["abstain_below"])
+    return float(weights()["abstain_below"])
 
 
 def _coverage(words: set[str], query_weights: dict[str, float], total: float) -> float:

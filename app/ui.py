@@ -255,15 +255,19 @@ def create_app(qa: QA, allow_upload: bool = True) -> gr.Blocks:
     def respond_to_example(chat: list, questions: list[str], shown: str, selected: gr.SelectData):
         yield from respond(selected.value["text"], chat, questions, shown)
 
-    def rebuild() -> tuple[str, str, str]:
+    def build_or_fail(failed: str):
+        """(the build report, None), or (None, the status saying `failed` and why): no traceback on the page."""
         try:
-            report = qa.build()
+            return qa.build(), None
         except VerbatimError as exc:
-            return current_status(f"Rebuild failed: {exc}", failed=True)
+            return None, current_status(f"{failed}: {exc}", failed=True)
         except Exception:
-            log.exception("rebuild failed")
-            return current_status(f"Rebuild failed. {INTERNAL_ERROR}", failed=True)
-        return current_status(build_summary(report))
+            log.exception(failed)
+            return None, current_status(f"{failed}. {INTERNAL_ERROR}", failed=True)
+
+    def rebuild() -> tuple[str, str, str]:
+        report, failure = build_or_fail("Rebuild failed")
+        return failure or current_status(build_summary(report))
 
     def add_documents(files: list[str] | None) -> tuple[str, str, str]:
         """Copy the uploaded files into the corpus and index them, so they can be asked about at once."""
@@ -271,14 +275,9 @@ def create_app(qa: QA, allow_upload: bool = True) -> gr.Blocks:
                           int(qa.settings.max_file_mb * 1e6))
         report = None
         if any(a.path and not a.duplicate_of for a in added):
-            try:
-                report = qa.build()
-            except VerbatimError as exc:
-                return current_status(f"The files were added but the index was not rebuilt: {exc}", failed=True)
-            except Exception:
-                log.exception("rebuild after upload failed")
-                return current_status(f"The files were added but the index was not rebuilt. {INTERNAL_ERROR}",
-                                      failed=True)
+            report, failure = build_or_fail("The files were added but the index was not rebuilt")
+            if failure:
+                return failure
         return current_status(*upload_summary(added, report))
 
     def ask(question: str, history: list[str] | None = None) -> dict:

@@ -215,7 +215,7 @@ def choose_combination(read_by_set: dict) -> tuple[np.ndarray, float]:
     return np.array([1.0, best]), 0.0
 
 
-def fit_reader(qa_by_set: dict, read_by_set: dict, max_false: float) -> dict:
+def fit_reader(read_by_set: dict, max_false: float) -> dict:
     """How the reader's logit and the scorer's combine (the weight that puts a gold sentence first most often
     on dev, each set weighing the same), the confidence model over the combined ranking plus the reader's
     logit, and its threshold."""
@@ -269,8 +269,7 @@ def main(argv=None) -> int:
     if reader is not None:
         read_by_set = {name: collect_read(qa, dev_by_set[name]) for name, qa in qa_by_set.items()}
         fitted = dict(scoring.weights(), reader={"name": reader.name, "note": "fitted on the dev splits of "
-                                                 + args.datasets, **fit_reader(qa_by_set, read_by_set,
-                                                                               args.max_false_abstention)})
+                                                 + args.datasets, **fit_reader(read_by_set, args.max_false_abstention)})
         print(json.dumps(fitted["reader"], indent=2))
         if not args.dry_run:
             scoring.WEIGHTS_FILE.write_text(json.dumps(fitted, indent=2) + "\n", encoding="utf-8")
