@@ -45,7 +45,9 @@ def quote_span(store: Store, cand: Candidate) -> tuple[int, int]:
 def read_candidates(reader: Reader, question: str, store: Store, candidates: list[Candidate],
                     count: int) -> list[Candidate]:
     """The scorer's best `count` sentences, read by the reader and ordered by the reader's verdict combined
-    with the scorer's (scoring.combined_score); each carries the reader's probability and answer span."""
+    with the scorer's (scoring.combined_score), each with the reader's probability and answer span; then the
+    rest, unread, in the scorer's order, scored as if the reader rated them as low as the weakest one it read
+    (so they stay below every read one and still compete as supporting quotes)."""
     chosen = candidates[:count]
     chunks = [store.chunks[c.hit.row] for c in chosen]
     readings = reader.read(question, [chunk.sentence(c.index) for chunk, c in zip(chunks, chosen)])
@@ -55,7 +57,9 @@ def read_candidates(reader: Reader, question: str, store: Store, candidates: lis
         span = (start + reading.span[0], start + reading.span[1]) if reading.span else None
         score = combined_score(cand.score, logit(reading.probability), reader.name)
         read.append(replace(cand, score=score, probability=reading.probability, span=span))
-    return sorted(read, key=lambda c: -c.score)
+    weakest = min((logit(r.probability) for r in readings), default=0.0)
+    unread = [replace(c, score=combined_score(c.score, weakest, reader.name)) for c in candidates[count:]]
+    return sorted(read, key=lambda c: -c.score) + unread
 
 
 def _near_duplicate(a: str, b: str) -> bool:

@@ -125,6 +125,16 @@ def test_qa_quotes_what_the_reader_chooses_and_marks_its_span_verbatim(tmp_path)
     assert declined.abstained  # the reader's probability is under the threshold (0.5 without a fitted one)
 
 
+def test_sentences_the_reader_did_not_read_still_follow_as_supporting_quotes(tmp_path):
+    settings = make_settings(tmp_path, DATA / "corpus").with_answer(reader_candidates=1)
+    qa = QA(settings, HashEmbedder(), reader=WordReader())
+    qa.build()
+    answer = qa.ask("Which session did the chair open with Okafor")
+    assert not answer.abstained and len(answer.citations) >= 2  # supports beyond the one sentence read
+    assert answer.citations[0].answer is not None and "okafor" in answer.citations[0].quote.lower()
+    assert all(c.answer is None for c in answer.citations[1:])  # unread: no span is claimed for them
+
+
 @pytest.mark.slow
 def test_the_seed_answer_marks_the_chairman(seed_qa):
     answer = seed_qa.ask("Who chaired the meeting?")
