@@ -11,8 +11,8 @@ Layout under the index folder (see index/README.md):
 A reader resolves `current` once and reads a complete build; a build in progress writes a folder no
 reader looks at. The store knows arrays and records, not the model.
 
-Loading is cheap at a million passages: the vector arrays are memory-mapped, records are parsed when a row is
-read (chunk_rows.npy holds each record's byte offset and first sentence row), and only files up to
+Loading is cheap at a million passages: vectors and records are read a few rows at a time, when asked for
+(rowfile.py; chunk_rows.npy holds each record's byte offset and first sentence row), and only files up to
 `HASH_ON_LOAD_BYTES` are hashed on load; larger ones are checked by size and shape (the build hashed them all).
 """
 
@@ -22,7 +22,6 @@ import fcntl
 import functools
 import hashlib
 import json
-import mmap
 import os
 import shutil
 import time
@@ -37,11 +36,12 @@ import numpy as np
 from .errors import BuildLocked, IndexMismatch, IndexMissing
 from .lexical import BM25
 from .records import Chunk
+from .rowfile import OpenFile, RowFile
 from .settings import FORMAT_VERSION
 
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 200  # faiss's default 40 gave recall@10 0.85 at 1M passages (eval.bench); 200: 0.99 at 250k
-HNSW_EF_SEARCH = 128
+HNSW_EF_SEARCH = 2048  # recall@10 0.98 after re-scoring at 1M passages, 7.5 ms a query (0.71 at 128; eval.bench e2e)
 REBUILD_FULL = "run `python -m app build --full` to rebuild it"
 HASH_ON_LOAD_BYTES = 32 << 20  # larger artefacts are checked by size on load: hashing 5 GB would take 10 s
 
@@ -54,8 +54,7 @@ class ChunkTable(Sequence):
     def __init__(self, path: Path, offsets: np.ndarray, files: dict) -> None:
         self._offsets = offsets
         self._files = files
-        with open(path, "rb") as handle:
-            self._data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) if offsets[-1] else b""
+        self._file = OpenFile(path)
 
     def __len__(self) -> int:
         return len(self._offsets) - 1
@@ -67,7 +66,8 @@ class ChunkTable(Sequence):
             row += len(self)
         if not 0 <= row < len(self):
             raise IndexError(row)
-        line = self._data[int(self._offsets[row]):int(self._offsets[row + 1])]
+        start = int(self._offsets[row])
+        line = self._file.read(start, int(self._offsets[row + 1]) - start)
         try:
             chunk = chunk_from_json(json.loads(line))
         except (ValueError, KeyError, TypeError) as exc:
@@ -84,8 +84,8 @@ class Store:
     folder: Path
     manifest: dict
     chunks: Sequence[Chunk]  # a ChunkTable when loaded
-    chunk_vectors: np.ndarray  # float32 (passages, dim), memory-mapped when loaded
-    sentence_vectors: np.ndarray  # float16 (sentences, dim), passage by passage, memory-mapped when loaded
+    chunk_vectors: np.ndarray | RowFile  # float32 (passages, dim), rows read on demand when loaded
+    sentence_vectors: np.ndarray | RowFile  # float16 (sentences, dim), passage by passage, likewise
     sentence_start: np.ndarray  # first sentence row of each passage; len = passages + 1
     dense: object  # a faiss index over chunk_vectors
     lexical: BM25
@@ -318,13 +318,13 @@ def verify_artifacts(folder: Path, manifest: dict) -> None:
 
 
 def _row_arrays(folder: Path, manifest: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(chunk_rows, chunk_vectors, sentence_vectors), memory-mapped, with their row counts checked against
+    """(chunk_rows, chunk_vectors, sentence_vectors), the vectors read on demand (rowfile.py), with their row counts checked against
     the manifest and each other."""
     try:
         counts = manifest["counts"]
-        rows = np.load(folder / "chunk_rows.npy", mmap_mode="r", allow_pickle=False)
-        chunk_vectors = np.load(folder / "chunk_vectors.npy", mmap_mode="r", allow_pickle=False)
-        sentence_vectors = np.load(folder / "sentence_vectors.npy", mmap_mode="r", allow_pickle=False)
+        rows = np.load(folder / "chunk_rows.npy", allow_pickle=False)
+        chunk_vectors = RowFile(folder / "chunk_vectors.npy")
+        sentence_vectors = RowFile(folder / "sentence_vectors.npy")
         records_bytes = (folder / "chunks.jsonl").stat().st_size
         consistent = (rows.ndim == 2 and rows.shape[1] == 2 and len(rows) == counts["chunks"] + 1
                       and chunk_vectors.shape[0] == counts["chunks"] and rows[-1, 0] == records_bytes
@@ -344,7 +344,7 @@ def safe_doc_path(path: str) -> bool:
 
 def load_store(index_root: Path, model_id: str, dimension: int, folder: Path | None = None) -> Store:
     """Load and verify the current build (or `folder`): manifest, sizes (and small files' checksums), row
-    counts, dimensions. Arrays are memory-mapped and records read on demand, so this takes seconds at a
+    counts, dimensions. Vectors and records are read on demand (rowfile.py), so this takes seconds at a
     million passages."""
     folder = folder or IndexDir(index_root).current()
     if folder is None:
@@ -372,7 +372,7 @@ def load_store(index_root: Path, model_id: str, dimension: int, folder: Path | N
         import faiss
 
         dense = faiss.read_index(str(folder / "dense.faiss"))
-        dense.hnsw.efSearch = manifest["index"].get("ef_search", HNSW_EF_SEARCH)
+        dense.hnsw.efSearch = HNSW_EF_SEARCH  # a search setting: this version's, whatever the build used
     else:
-        dense = dense_index(chunk_vectors, exact_limit=len(chunks))
+        dense = dense_index(np.asarray(chunk_vectors), exact_limit=len(chunks))
     return Store(folder, manifest, chunks, chunk_vectors, sentence_vectors, sentence_start, dense, lexical, acronyms)

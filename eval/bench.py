@@ -914,7 +914,7 @@ def section_e2e_serve(cfg: Config) -> list[Figure]:
                    "a row tied with the tenth exact neighbour counts as found")
     return [
         Figure("e2e", "load (QA.store(), fresh process)", load_s, "s", goal="<= 10 s", met=load_s <= 10,
-               note="manifest, sizes, row offsets; arrays memory-mapped; " + (
+               note="manifest, sizes, row offsets; vectors and records read on demand; " + (
                    "HNSW graph read" if kind != "flat" else "exact index filled")),
         Figure("e2e", "RSS after load", after_load, "MB", loaded_model, "RSS with only the model loaded",
                goal="<= 4096 MB", met=after_load <= 4096),

@@ -46,8 +46,10 @@ def growth(ask, warm_up: list, measured: list) -> float:
 
 
 def test_rss_stays_flat_over_a_thousand_questions(seed_fake_qa, asked):
-    warm_up = [(q,) for q in distinct(asked, 100)]
-    measured = [(q,) for q in distinct(asked, 1000, offset=100)]
+    # the reader's native kernel and allocator pools fill over the first few hundred answers (+8 MB from the
+    # 100th to the 300th here, then ~1 MB per 300): the warm-up covers that, growth after it is what counts
+    warm_up = [(q,) for q in distinct(asked, 300)]
+    measured = [(q,) for q in distinct(asked, 1000, offset=300)]
     assert growth(seed_fake_qa.ask, warm_up, measured) < GROWTH_LIMIT_MB
 
 

@@ -147,3 +147,23 @@ def test_the_build_just_replaced_is_kept_for_readers(fake_qa, monkeypatch):
     assert newest.name.endswith("11111111") and replaced.name.endswith("00000000")
     remaining = {p.name for p in (fake_qa.settings.index / "builds").iterdir()}
     assert remaining == {replaced.name, newest.name}
+
+
+def test_vector_rows_read_on_demand_equal_the_array_and_refuse_what_is_not_one(tmp_path):
+    from app.rowfile import RowFile
+
+    array = np.arange(40 * 3, dtype=np.float16).reshape(40, 3)
+    np.save(tmp_path / "v.npy", array)
+    rows = RowFile(tmp_path / "v.npy")
+    assert rows.shape == (40, 3) and len(rows) == 40 and rows.dtype == np.float16
+    assert np.array_equal(rows[7], array[7]) and np.array_equal(rows[-1], array[-1])
+    assert np.array_equal(rows[5:9], array[5:9]) and np.array_equal(rows[::7], array[::7])
+    assert np.array_equal(rows[[3, 1, 3]], array[[3, 1, 3]]) and np.array_equal(np.asarray(rows), array)
+    with pytest.raises(IndexError):
+        rows[40]
+    (tmp_path / "short.npy").write_bytes((tmp_path / "v.npy").read_bytes()[:-10])
+    with pytest.raises(ValueError, match="shorter"):
+        RowFile(tmp_path / "short.npy")
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="not a C-ordered array of numbers"):
+        RowFile(tmp_path / "objects.npy")
