@@ -51,13 +51,14 @@ def read_candidates(reader: Reader, question: str, store: Store, candidates: lis
     chosen = candidates[:count]
     chunks = [store.chunks[c.hit.row] for c in chosen]
     readings = reader.read(question, [chunk.sentence(c.index) for chunk, c in zip(chunks, chosen)])
+    logits = [logit(r.probability) for r in readings]
     read = []
-    for chunk, cand, reading in zip(chunks, chosen, readings):
+    for chunk, cand, reading, verdict in zip(chunks, chosen, readings, logits):
         start = chunk.sentences[cand.index][0]
         span = (start + reading.span[0], start + reading.span[1]) if reading.span else None
-        score = combined_score(cand.score, logit(reading.probability), reader.name)
+        score = combined_score(cand.score, verdict, reader.name)
         read.append(replace(cand, score=score, probability=reading.probability, span=span))
-    weakest = min((logit(r.probability) for r in readings), default=0.0)
+    weakest = min(logits, default=0.0)
     unread = [replace(c, score=combined_score(c.score, weakest, reader.name)) for c in candidates[count:]]
     return sorted(read, key=lambda c: -c.score) + unread
 

@@ -92,7 +92,8 @@ def encode(tok, question: str, candidates: Sequence[str]):
     q_ids = tok(question, add_special_tokens=False, truncation=True, max_length=MAX_QUESTION_TOKENS)["input_ids"]
     short_question = tok.decode(q_ids)
     return tok([short_question] * len(candidates), list(candidates), truncation="only_second",
-               max_length=MAX_TOKENS, padding=True, pad_to_multiple_of=16, return_offsets_mapping=True, return_tensors="pt")
+               max_length=MAX_TOKENS, padding=True, pad_to_multiple_of=16,  # few shapes: small kernel caches
+               return_offsets_mapping=True, return_tensors="pt")
 
 
 def best_spans(start_logits: np.ndarray, end_logits: np.ndarray, candidate_mask: np.ndarray,

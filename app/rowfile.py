@@ -35,10 +35,10 @@ class OpenFile:
                 raise ValueError("the file ends before its header says")
             done += got
 
-    def read(self, offset: int, length: int) -> bytes:
+    def read(self, offset: int, length: int) -> bytearray:
         buffer = bytearray(length)
         self.read_into(memoryview(buffer), offset)
-        return bytes(buffer)
+        return buffer
 
 
 class RowFile:

@@ -318,8 +318,8 @@ def verify_artifacts(folder: Path, manifest: dict) -> None:
 
 
 def _row_arrays(folder: Path, manifest: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(chunk_rows, chunk_vectors, sentence_vectors), the vectors read on demand (rowfile.py), with their row counts checked against
-    the manifest and each other."""
+    """(chunk_rows, chunk_vectors, sentence_vectors), the vectors read on demand (rowfile.py), with their row
+    counts checked against the manifest and each other."""
     try:
         counts = manifest["counts"]
         rows = np.load(folder / "chunk_rows.npy", allow_pickle=False)
