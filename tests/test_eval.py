@@ -285,3 +285,20 @@ def test_seed_test_split_stays_above_the_floors(seed_qa):
     assert m.abstention_recall >= SEED_TEST_FLOORS["abstention_recall"]
     assert m.false_abstention <= SEED_TEST_FLOORS["false_abstention_max"]
     assert m.span_f1 >= SEED_TEST_FLOORS["span_f1"]
+
+
+def test_the_absent_articles_set_asks_about_indexed_articles_and_about_articles_that_are_not_there():
+    folder = Path(__file__).resolve().parent.parent / "eval" / "datasets" / "squad_absent"
+    rows = [json.loads(line) for line in (folder / "questions.jsonl").read_text(encoding="utf-8").splitlines()]
+    corpus = {path.name: path.read_text(encoding="utf-8") for path in (folder / "corpus").iterdir()}
+    titles = {text.split("\n", 1)[0] for text in corpus.values()}
+    for row in rows:
+        if row["unanswerable"]:
+            assert row["answers"] == [] and "doc" not in row
+            assert row["article"].replace("_", " ") not in titles  # absent: not one paragraph of it is indexed
+        else:
+            assert any(gold in corpus[row["doc"]] for gold in row["answers"])
+    split_of = {}
+    for row in rows:  # dev and test share no article
+        assert split_of.setdefault(row["article"], row["split"]) == row["split"]
+    assert {r["split"] for r in rows} == {"dev", "test"} and sum(r["unanswerable"] for r in rows) >= 100

@@ -51,6 +51,41 @@ def test_a_tiny_training_run_writes_weights_and_manifest_and_resumes_to_the_same
         assert np.allclose(again[key].astype(np.float32), weights[key].astype(np.float32), atol=2e-3), key
 
 
+def test_training_in_passes_of_similar_length_gives_the_outputs_of_one_padded_pass(monkeypatch):
+    import torch
+
+    import train.__main__ as training
+    from app.reader import build_net, tokenizer
+    from train.examples import Example, Pair
+
+    examples = [Example("q1", "a", (Pair("Who chaired the meeting?", "Ms. Okafor chaired it.", 1.0, (0, 10)),
+                                    Pair("Who chaired the meeting?", "The meeting, held in the old town hall on "
+                                         "a rainy Tuesday in March, lasted for well over three hours.", 0.0))),
+                Example("q2", "b", (Pair("When?", "In 1999.", 1.0, (3, 7)), Pair("When?", "Never mind.", 0.0)))]
+    net = build_net(1).eval()
+    batch = training.batch_tensors(tokenizer(), examples)
+    ids, mask, types = batch[:3]
+    monkeypatch.setattr(training, "PASS_ROWS", 2)  # four pairs: two passes of different widths
+    with torch.no_grad():
+        whole_logits, whole_span = net(ids, mask, types)
+        logits, span = training.forward_by_length(net, ids, mask, types)
+    assert torch.allclose(logits, whole_logits, atol=1e-5)
+    real = mask.bool()
+    assert torch.allclose(span[real], whole_span[real], atol=1e-5)
+    assert batch[6].tolist() == [0, 0, 1, 1]  # which question each pair asks
+
+
+def test_the_listwise_loss_is_low_only_when_the_answering_sentence_scores_highest():
+    import torch
+
+    from train.__main__ import listwise_loss
+
+    labels, groups = torch.tensor([1.0, 0.0, 0.0, 0.0]), torch.tensor([0, 0, 0, 1])  # question 1: no positive
+    right = listwise_loss(torch.tensor([3.0, -1.0, -2.0, 9.0]), labels, groups)
+    wrong = listwise_loss(torch.tensor([-1.0, 3.0, -2.0, -9.0]), labels, groups)
+    assert right < 0.1 < 3.0 < wrong
+
+
 def test_the_shipped_weights_load_offline_without_pickle(monkeypatch):
     assert WEIGHTS.is_file() and MANIFEST.is_file()
     assert WEIGHTS.stat().st_size < 50e6

@@ -46,6 +46,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-body", type=float, default=5e-5)
     p.add_argument("--lr-head", type=float, default=2e-3)
     p.add_argument("--span-weight", type=float, default=0.5)
+    p.add_argument("--list-weight", type=float, default=0.0, help="weight of a listwise loss per question: the "
+                   "softmax over its sentences must put the answering one first (ranking, beside the pointwise "
+                   "loss that calibrates the probability)")
     p.add_argument("--swap-rate", type=float, default=0.0, help="share of questions also asked with a name or "
                    "year swapped, against their own answer sentence (label: does not answer)")
     p.add_argument("--init", type=Path, default=None, help="start from these reader weights (a second stage)")
@@ -61,15 +64,17 @@ def parser() -> argparse.ArgumentParser:
 
 
 def batch_tensors(tok, examples: Sequence[Example]):
-    """One padded batch of every pair of `examples`, with labels and answer token positions."""
+    """One padded batch of every pair of `examples`, with labels, answer token positions and which question
+    (group) each pair asks."""
     import torch
 
-    ids, masks, types, labels, starts, ends = [], [], [], [], [], []
+    ids, masks, types, labels, starts, ends, group_of = [], [], [], [], [], [], []
     groups = [[p for p in ex.pairs if p.question == q] for ex in examples for q in dict.fromkeys(p.question for p in ex.pairs)]
-    for pairs in groups:
+    for group, pairs in enumerate(groups):
         enc = encode(tok, pairs[0].question, [p.candidate for p in pairs])
         for row, pair in enumerate(pairs):
             labels.append(pair.label)
+            group_of.append(group)
             s_tok = e_tok = -100
             if pair.span:
                 seq = enc.sequence_ids(row)
@@ -92,15 +97,53 @@ def batch_tensors(tok, examples: Sequence[Example]):
     def pad(rows):
         return torch.stack([torch.nn.functional.pad(r, (0, width - len(r))) for r in rows])
 
-    return (pad(ids), pad(masks), pad(types), torch.tensor(labels), torch.tensor(starts), torch.tensor(ends))
+    return (pad(ids), pad(masks), pad(types), torch.tensor(labels), torch.tensor(starts), torch.tensor(ends),
+            torch.tensor(group_of))
 
 
-def loss_of(net, batch, span_weight: float):
+PASS_ROWS = 16  # pairs per forward pass in training: similar lengths together, each pass only as wide as its longest
+
+
+def forward_by_length(net, ids, mask, types):
+    """The network's outputs for a batch, computed in passes of similar-length pairs. One pass over the whole
+    batch pads every pair to the longest (a typical SQuAD pair has 41 tokens, its batch 96): this spends the
+    compute on real tokens. The outputs are those of one pass (padding is masked out either way)."""
+    import torch
+
+    lengths = mask.sum(1)
+    order = torch.argsort(lengths, stable=True)
+    parts_logits, parts_span = [], []
+    for lo in range(0, len(ids), PASS_ROWS):
+        rows = order[lo:lo + PASS_ROWS]
+        width = int(lengths[rows].max())
+        logits, span = net(ids[rows, :width], mask[rows, :width], types[rows, :width])
+        parts_logits.append(logits)
+        parts_span.append(torch.nn.functional.pad(span, (0, 0, 0, ids.shape[1] - width), value=-1e4))
+    back = torch.argsort(order)
+    logits, span = torch.cat(parts_logits)[back], torch.cat(parts_span)[back]
+    return logits, span
+
+
+def listwise_loss(logits, labels, group_of):
+    """Per question with an answering sentence and at least one other: cross-entropy of the softmax over its
+    sentences against the answering one, averaged over such questions."""
     import torch
     import torch.nn.functional as F
 
-    ids, mask, types, labels, starts, ends = batch
-    logits, span = net(ids, mask, types)
+    losses = []
+    for group in torch.unique(group_of):
+        rows = group_of == group
+        if rows.sum() > 1 and labels[rows].max() == 1:
+            losses.append(F.cross_entropy(logits[rows].unsqueeze(0), labels[rows].argmax().unsqueeze(0)))
+    return torch.stack(losses).mean() if losses else torch.zeros(())
+
+
+def loss_of(net, batch, span_weight: float, list_weight: float = 0.0):
+    import torch
+    import torch.nn.functional as F
+
+    ids, mask, types, labels, starts, ends, group_of = batch
+    logits, span = forward_by_length(net, ids, mask, types)
     rank = F.binary_cross_entropy_with_logits(logits, labels)
     keep = starts >= 0
     if keep.any():
@@ -110,7 +153,8 @@ def loss_of(net, batch, span_weight: float):
         span_loss = (F.cross_entropy(s, starts[keep]) + F.cross_entropy(e, ends[keep])) / 2
     else:
         span_loss = torch.zeros(())
-    return rank + span_weight * span_loss, rank.item(), span_loss.item()
+    listed = listwise_loss(logits, labels, group_of) if list_weight else torch.zeros(())
+    return rank + span_weight * span_loss + list_weight * listed, rank.item(), span_loss.item()
 
 
 def save_checkpoint(folder: Path, net, optimizer, step: int, args, minutes: float) -> None:
@@ -222,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch = batch_tensors(tok, (train + train)[lo:lo + per_step] if lo + per_step > len(train)
                               else train[lo:lo + per_step])
         torch.manual_seed(args.seed + step)  # dropout, the same on resume
-        loss, rank, span = loss_of(net, batch, args.span_weight)
+        loss, rank, span = loss_of(net, batch, args.span_weight, args.list_weight)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(body + heads, 1.0)
         optimizer.step()
@@ -232,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         seen += len(batch[3])
         if step % 50 == 0:
             rate = seen / (time.time() - started)
-            print(f"train: step {step}/{args.steps} loss {float(loss):.3f} (rank {rank:.3f} span {span:.3f}) "
+            print(f"train: step {step}/{args.steps} loss {loss.item():.3f} (rank {rank:.3f} span {span:.3f}) "
                   f"{rate:.1f} pairs/s", flush=True)
         if step % args.save_every == 0:
             save_checkpoint(args.checkpoint, net, optimizer, step, args, earlier + (time.time() - began) / 60)
