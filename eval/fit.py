@@ -2,7 +2,8 @@
 with a shipped reader, fit how its verdict combines with the scorer's, the confidence model over both, and
 the reader's abstention threshold, the same way.
 
-    python -m eval.fit [--datasets seed,squad2,covid_qa,wh_readouts] [--max-false-abstention 0.05] [--reader-only]
+    python -m eval.fit [--datasets seed,squad2,covid_qa,wh_readouts,squad_absent] [--max-false-abstention 0.05]
+                       [--reader-only]
 
 Only dev questions are read; the test splits stay held out for `python -m eval`. Both models are logistic
 regressions on generic features, fitted with plain NumPy (Newton steps, L2). The abstention threshold is
@@ -250,7 +251,7 @@ def fit_reader(read_by_set: dict, max_false: float) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.fit", description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", default="seed,squad2,covid_qa,wh_readouts")
+    parser.add_argument("--datasets", default="seed,squad2,covid_qa,wh_readouts,squad_absent")
     parser.add_argument("--reader-only", action="store_true", help="keep the fitted scorer and confidence "
                         "models; only fit the reader's combination, confidence and threshold")
     parser.add_argument("--max-false-abstention", type=float, default=0.05)

@@ -1,7 +1,8 @@
 """`python -m train`: train the reader (app/reader.py) on SQuAD v1.1 train and ship its weights.
 
     python -m train [--data FILE] [--steps N] [--layers L] [--seed S] [--max-minutes M] [--stop-at STEP]
-                    [--checkpoint DIR] [--out DIR] [--dev-questions N]
+                    [--init WEIGHTS] [--swap-rate R] [--list-weight W] [--checkpoint DIR] [--out DIR]
+                    [--dev-questions N]
 
 Seeded and resumable: every `--save-every` steps the trained parameters, the optimiser's moments and the
 step go to `--checkpoint` (safetensors + JSON, never pickle); the same command continues from there. The
