@@ -121,8 +121,7 @@ def forward_by_length(net, ids, mask, types):
         parts_logits.append(logits)
         parts_span.append(torch.nn.functional.pad(span, (0, 0, 0, ids.shape[1] - width), value=-1e4))
     back = torch.argsort(order)
-    logits, span = torch.cat(parts_logits)[back], torch.cat(parts_span)[back]
-    return logits, span
+    return torch.cat(parts_logits)[back], torch.cat(parts_span)[back]
 
 
 def listwise_loss(logits, labels, group_of):

@@ -46,8 +46,7 @@ def article_text(article: dict) -> str:
 def build(source: Path, out: Path) -> dict:
     data = json.loads(source.read_text(encoding="utf-8"))["data"]
     held = sorted((a for a in data if is_dev_article(a["title"])), key=lambda a: digest(a["title"]))
-    if out.exists():
-        shutil.rmtree(out / "corpus", ignore_errors=True)
+    shutil.rmtree(out / "corpus", ignore_errors=True)  # stale files from an earlier run
     (out / "corpus").mkdir(parents=True, exist_ok=True)
     rows, present, absent = [], [], []
     for position, article in enumerate(held):
