@@ -7,7 +7,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from tqdm import tqdm
 
@@ -48,12 +48,17 @@ class VerbatimCheck:
         return total
 
 
-def ask_all(qa: QA, questions: Sequence[Question], label: str = "questions") -> list[Result]:
-    """Every question through `qa.ask`, in order; a progress bar on stderr for long runs."""
+def ask_all(qa: QA, questions: Sequence[Question], label: str = "questions",
+            after: Callable[[Question], None] | None = None) -> list[Result]:
+    """Every question through `qa.ask`, in order; a progress bar on stderr for long runs. `after`, if given,
+    runs after each question (and after the warm-up one), outside its timing: the trade-off table times the
+    floor there, interleaved so both see the same machine load."""
     if not questions:
         return []
     check = VerbatimCheck(qa.settings.corpus, int(qa.settings.max_file_mb * 1e6))
     qa.ask(questions[0].question, questions[0].history)  # loads the model and index: not a question's latency
+    if after is not None:
+        after(questions[0])
     results: list[Result] = []
     bar = tqdm(questions, desc=label, unit="q", file=sys.stderr, disable=len(questions) < PROGRESS_FROM,
                mininterval=2.0, dynamic_ncols=True)
@@ -62,6 +67,8 @@ def ask_all(qa: QA, questions: Sequence[Question], label: str = "questions") -> 
         answer = qa.ask(question.question, question.history)
         latency_ms = (time.perf_counter() - started) * 1000
         results.append(Result(question, answer, latency_ms, check.count(answer)))
+        if after is not None:
+            after(question)
     return results
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 from app.embedding import default_embedder
 from app.qa import QA
@@ -22,23 +21,14 @@ from .bench import flat_floor, percentile, timed_ms
 from .fit import dataset_paths
 from .metrics import Result, score
 from .questions import load_questions, select
-from .runner import VerbatimCheck
+from .runner import ask_all
 
 
 def measure(qa: QA, floor, questions) -> tuple[list[Result], list[float], list[float]]:
-    """Every question once through `qa.ask`, each followed by the floor, after a short warm-up."""
-    for q in questions[:3]:
-        qa.ask(q.question, q.history)
-        floor(q.question)
-    check = VerbatimCheck(qa.settings.corpus, int(qa.settings.max_file_mb * 1e6))
-    results, app_ms, floor_ms = [], [], []
-    for q in questions:
-        started = time.perf_counter()
-        answer = qa.ask(q.question, q.history)
-        app_ms.append((time.perf_counter() - started) * 1000)
-        floor_ms.append(timed_ms(floor, q.question))
-        results.append(Result(q, answer, app_ms[-1], check.count(answer)))
-    return results, app_ms, floor_ms
+    """Every question once through `qa.ask`, each followed by the floor (the warm-up question's discarded)."""
+    floor_ms: list[float] = []
+    results = ask_all(qa, questions, after=lambda q: floor_ms.append(timed_ms(floor, q.question)))
+    return results, [r.latency_ms for r in results], floor_ms[1:]
 
 
 def main(argv=None) -> int:
