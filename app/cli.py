@@ -67,12 +67,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _build(settings: Settings, args) -> int:
+    from .qa import QA
+
     if args.engine == "ray":
         report = _build_on_ray(settings, args)
+        QA(settings).prepare()
     else:
-        from .qa import QA
-
-        report = QA(settings).build(full=args.full)
+        qa = QA(settings)
+        report = qa.build(full=args.full)
+        qa.prepare()
     if args.json:
         print(json.dumps(report.to_json(), ensure_ascii=False))
         return 0
@@ -148,6 +151,7 @@ def _serve(settings: Settings, args) -> int:
               f"in {report.seconds:.1f}s", flush=True)
         for skipped in report.skipped_files:
             print(f"  skipped {skipped.path}: {skipped.reason}", flush=True)
+    qa.prepare()
     reach = "this machine only" if is_loopback(host) else "reachable from other machines, with no password: see README"
 
     def announce() -> None:

@@ -12,17 +12,17 @@ import re
 import threading
 import unicodedata
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from . import acronyms
-from . import scoring
+from . import acronyms, calibration, scoring
 from .answer import compose, read_candidates, select_quotes, whole_passages
 from .build import BuildReport, build
 from .embedding import Embedder, default_embedder
+from .errors import VerbatimError
 from .documents import Unreadable, load_document
 from .lexical import tokens
 from .reader import Reader, default_reader
@@ -53,6 +53,15 @@ class Search:
     follow_up: bool
 
 
+@dataclass(frozen=True)
+class Draft:
+    """A question's quotes before the verbatim check and the threshold, with their confidence."""
+
+    search: Search
+    citations: list[Citation]
+    confidence: float
+
+
 _SHIPPED = object()
 
 
@@ -66,6 +75,8 @@ class QA:
         self.reader: Reader | None = default_reader() if reader is _SHIPPED else reader
         self._store: Store | None = None
         self._lock = threading.Lock()
+        self._unrelated: dict[Path, list[float]] = {}  # the bank's confidences, for the loaded build only
+        self._calibration_lock = threading.Lock()
         self.documents = DocumentTexts(settings.corpus, int(settings.max_file_mb * 1e6))
 
     # --- the index ---------------------------------------------------------------------------------------
@@ -74,6 +85,15 @@ class QA:
         report = build(self.settings, self.embedder, full=full)
         self._store = None if report.rebuilt else self._store
         return report
+
+    def prepare(self) -> None:
+        """Load the current build and ask it the unrelated bank now, so the first question is not slowed. An
+        index that cannot load is left for that question to report."""
+        if IndexDir(self.settings.index).current() is not None:
+            try:
+                self.threshold()
+            except VerbatimError:
+                pass
 
     def store(self) -> Store:
         """The current build, reloaded when a newer one has been published; cheap when nothing changed."""
@@ -93,33 +113,62 @@ class QA:
         question, notice = clean_question(question, self.settings.answer.max_question_chars)
         if not question:
             return Answer(question, True, "Please type a question about the documents.", (), 0.0, notice, "")
-        search = self.search(question, history)
-        store, settings = search.store, self.settings.answer
-        reader = self.reader if settings.reader and not settings.whole_passages else None
-        reader_name = reader.name if reader is not None else None
-        if settings.whole_passages:
-            citations = whole_passages(store, search.hits, settings)
-            conf = search.hits[0].fused if search.hits else 0.0
-        else:
-            candidates = scoring.score_sentences(store, search.hits[: settings.passages], question, search.vector,
-                                                 search.words, self.embedder.word_vectors)
-            read = reader is not None and bool(candidates)
-            if read:
-                asked = search.query if search.follow_up else question  # as the conversation rewrote it
-                candidates = read_candidates(reader, asked, store, candidates, settings.reader_candidates)
-            features = scoring.confidence_features(store, candidates, question, search.terms, search.follow_up, read)
-            conf = scoring.confidence(features, reader_name if read else None)
-            citations = select_quotes(store, candidates, settings)
-        citations = [c for c in citations if self.documents.verbatim(store, c)]
-        abstained = not citations or conf < scoring.abstain_threshold(settings, reader_name)
+        draft = self._draft(question, history)
+        citations = [c for c in draft.citations if self.documents.verbatim(draft.search.store, c)]
+        abstained = not citations or draft.confidence < self.threshold(draft.search.store)
         if abstained:  # related passages: one quote from each of the nearest three
             citations = [c for i, c in enumerate(citations)
                          if all(c.context_start != o.context_start or c.doc != o.doc for o in citations[:i])][:3]
-        return compose(question, citations, abstained, conf, search.query, notice, reader_name)
+        return compose(question, citations, abstained, draft.confidence, draft.search.query, notice, self._reader_name())
 
-    def search(self, question: str, history: Sequence[str] = ()) -> "Search":
+    def threshold(self, store: Store | None = None) -> float:
+        """The confidence below which this index's answers abstain: the threshold fitted on dev, raised where
+        this corpus answers unrelated questions confidently (`app.calibration`)."""
+        settings = self.settings.answer
+        base = scoring.abstain_threshold(settings, self._reader_name())
+        rule = scoring.unrelated_rule(settings, self._reader_name())
+        if not rule:
+            return base
+        return calibration.corpus_threshold(base, self.unrelated_confidences(store or self.store()), rule)
+
+    def unrelated_confidences(self, store: Store) -> list[float]:
+        """The confidence of each bank question on this index: asked once per build, kept beside it."""
+        with self._calibration_lock:
+            if store.folder not in self._unrelated:
+                key = calibration.cache_key(store.folder.name, self.embedder.model_id, self._reader_name(),
+                                            scoring.weights(), asdict(self.settings.answer))
+                values = calibration.cached(store.folder, key)
+                if values is None:
+                    values = [self._draft(q, (), store).confidence for q in calibration.unrelated_questions()]
+                    calibration.keep(store.folder, key, values)
+                self._unrelated = {store.folder: values}
+            return self._unrelated[store.folder]
+
+    def _reader_name(self) -> str | None:
+        settings = self.settings.answer
+        reads = self.reader is not None and settings.reader and not settings.whole_passages
+        return self.reader.name if reads else None
+
+    def _draft(self, question: str, history: Sequence[str], store: Store | None = None) -> "Draft":
+        """The quotes a cleaned question would get, and the confidence that they answer it."""
+        search = self.search(question, history, store)
+        store, settings = search.store, self.settings.answer
+        reader = self.reader if self._reader_name() is not None else None
+        if settings.whole_passages:
+            return Draft(search, whole_passages(store, search.hits, settings), search.hits[0].fused if search.hits else 0.0)
+        candidates = scoring.score_sentences(store, search.hits[: settings.passages], question, search.vector,
+                                             search.words, self.embedder.word_vectors)
+        read = reader is not None and bool(candidates)
+        if read:
+            asked = search.query if search.follow_up else question  # as the conversation rewrote it
+            candidates = read_candidates(reader, asked, store, candidates, settings.reader_candidates)
+        features = scoring.confidence_features(store, candidates, question, search.terms, search.follow_up, read)
+        conf = scoring.confidence(features, reader.name if read else None)
+        return Draft(search, select_quotes(store, candidates, settings), conf)
+
+    def search(self, question: str, history: Sequence[str] = (), store: Store | None = None) -> "Search":
         """Retrieve passages for a cleaned question, rewriting a follow-up with the conversation."""
-        store = self.store()
+        store = store or self.store()
         settings = self.settings.answer
         context = [clean_question(q, settings.max_question_chars)[0] for q in history if q and q.strip()][-2:]
         follow_up = bool(context) and is_follow_up(question)

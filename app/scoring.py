@@ -109,6 +109,14 @@ def abstain_threshold(settings: AnswerSettings, reader: str | None = None) -> fl
     return float(weights()["abstain_below"])
 
 
+def unrelated_rule(settings: AnswerSettings, reader: str | None = None) -> dict | None:
+    """How far unrelated questions may raise the threshold on a corpus (`app.calibration`), as fitted on dev
+    for the reader's confidence; None with a configured `abstain_below`, which is applied as given."""
+    if settings.abstain_below is not None or reader is None:
+        return None
+    return reader_fit(reader).get("unrelated")
+
+
 def _coverage(words: set[str], query_weights: dict[str, float], total: float) -> float:
     return sum(w for t, w in query_weights.items() if t in words) / total
 

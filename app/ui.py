@@ -258,7 +258,9 @@ def create_app(qa: QA, allow_upload: bool = True) -> gr.Blocks:
     def build_or_fail(failed: str):
         """(the build report, None), or (None, the status saying `failed` and why): no traceback on the page."""
         try:
-            return qa.build(), None
+            report = qa.build()
+            qa.prepare()
+            return report, None
         except VerbatimError as exc:
             return None, current_status(f"{failed}: {exc}", failed=True)
         except Exception:

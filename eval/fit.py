@@ -3,12 +3,13 @@ with a shipped reader, fit how its verdict combines with the scorer's, the confi
 the reader's abstention threshold, the same way.
 
     python -m eval.fit [--datasets seed,squad2,covid_qa,wh_readouts,squad_absent] [--max-false-abstention 0.05]
-                       [--reader-only]
+                       [--unrelated-quantile 0.8] [--reader-only]
 
 Only dev questions are read; the test splits stay held out for `python -m eval`. Both models are logistic
 regressions on generic features, fitted with plain NumPy (Newton steps, L2). The abstention threshold is
 the highest one whose false-abstention rate on dev answerable questions stays under the given bound in every
-question set.
+question set; for the reader, each set's index is also asked the unrelated bank (app/calibration.py) and the
+cap on the rise it may cause is chosen under the same bound.
 """
 
 from __future__ import annotations
@@ -21,14 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from app import scoring
+from app import calibration, scoring
 from app.answer import quote_span, read_candidates
 from app.embedding import default_embedder
 from app.qa import QA, clean_question
 from app.settings import Settings
 
 from .metrics import contains_gold
-from .questions import load_questions
+from .questions import Question, load_questions
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -221,32 +222,78 @@ def choose_combination(read_by_set: dict) -> tuple[np.ndarray, float]:
     return np.array([1.0, best]), 0.0
 
 
-def fit_reader(read_by_set: dict, max_false: float) -> dict:
+def fit_reader(read_by_set: dict, bank_by_set: dict, max_false: float, quantile: float) -> dict:
     """How the reader's logit and the scorer's combine (the weight that puts a gold sentence first most often
     on dev, each set weighing the same), the confidence model over the combined ranking plus the reader's
-    logit, and its threshold."""
+    logit, its threshold, and how far each corpus's answers to the unrelated bank may raise that threshold."""
     cw, cb = choose_combination(read_by_set)
+
+    def features(row: dict) -> np.ndarray:
+        order = np.argsort(-(row["features"] @ cw + cb), kind="stable") if len(row["read"]) else []
+        ranked = [dataclasses.replace(row["read"][i], score=float(row["features"][i] @ cw + cb)) for i in order]
+        search = row["search"]
+        return scoring.confidence_features(search.store, ranked, row["question"], search.terms, search.follow_up,
+                                           read=True)
+
+    def first_holds_gold(row: dict) -> bool:
+        return bool(len(row["read"])) and bool(row["labels"][int(np.argmax(row["features"] @ cw + cb))])
+
     xs, ys, ws, kinds = [], [], [], []
     for name, rows in read_by_set.items():
         part = {True: [r for r in rows if r["q"].unanswerable], False: [r for r in rows if not r["q"].unanswerable]}
         for unanswerable, group in part.items():
             for row in group:
-                order = np.argsort(-(row["features"] @ cw + cb), kind="stable") if len(row["read"]) else []
-                ranked = [dataclasses.replace(row["read"][i], score=float(row["features"][i] @ cw + cb)) for i in order]
-                search = row["search"]
-                xs.append(scoring.confidence_features(search.store, ranked, row["question"], search.terms,
-                                                      search.follow_up, read=True))
+                xs.append(features(row))
                 ys.append(0.0 if unanswerable else 1.0)
                 ws.append(1.0 / len(group))
-                kinds.append((name, unanswerable, bool(len(order)) and bool(row["labels"][order[0]])))
+                kinds.append((name, unanswerable, first_holds_gold(row)))
     w, b = logistic(np.vstack(xs), np.asarray(ys), np.asarray(ws), signs=CONFIDENCE_SIGNS + (1,))
-    probs = 1 / (1 + np.exp(-(np.vstack(xs) @ w + b)))
-    threshold = choose_threshold([(p, *k) for p, k in zip(probs, kinds)], max_false)
+
+    def probability(x: np.ndarray) -> np.ndarray:
+        return 1 / (1 + np.exp(-(x @ w + b)))
+
+    scored = [(p, *k) for p, k in zip(probability(np.vstack(xs)), kinds)]
+    threshold = choose_threshold(scored, max_false)
+    unrelated = {name: probability(np.vstack([features(row) for row in rows])) for name, rows in bank_by_set.items()}
     return {"combine": {"features": list(scoring.READER_FEATURES), "weights": [round(float(v), 4) for v in cw],
                         "bias": round(cb, 4)},
             "confidence": {"features": list(scoring.READER_CONFIDENCE_FEATURES),
                            "weights": [round(float(v), 4) for v in w], "bias": round(b, 4)},
-            "abstain_below": threshold}
+            "abstain_below": threshold,
+            "unrelated": choose_rise(scored, unrelated, threshold, quantile, max_false)}
+
+
+def choose_rise(scored: list[tuple], unrelated: dict[str, np.ndarray], threshold: float, quantile: float,
+                max_false: float) -> dict:
+    """The cap on how far the unrelated bank's `quantile` may raise the threshold on a corpus: the lowest
+    that declines the most unanswerable dev questions (mean over the sets that have them) while every set's
+    false abstention, at its own raised threshold, stays <= max_false. A cap equal to the threshold is no
+    rise at all."""
+    def rates(cap: float) -> tuple[float, float]:
+        declined, worst_false = [], 0.0
+        for name, bank in unrelated.items():
+            t = calibration.corpus_threshold(threshold, bank, {"quantile": quantile, "cap": cap})
+            answerable = [p for p, n, unans, _ in scored if n == name and not unans]
+            unanswerable = [p for p, n, unans, _ in scored if n == name and unans]
+            worst_false = max(worst_false, sum(p < t for p in answerable) / max(len(answerable), 1))
+            if unanswerable:
+                declined.append(sum(p < t for p in unanswerable) / len(unanswerable))
+        return float(np.mean(declined)) if declined else 0.0, worst_false
+
+    best_cap, best_declined = threshold, rates(threshold)[0]
+    for cap in np.arange(threshold + 0.01, 1.0, 0.01):
+        declined, worst_false = rates(float(cap))
+        if worst_false <= max_false and declined > best_declined + 1e-9:
+            best_cap, best_declined = float(cap), declined
+    for name, bank in unrelated.items():
+        t = calibration.corpus_threshold(threshold, bank, {"quantile": quantile, "cap": best_cap})
+        print(f"{name}: bank quantile {np.quantile(bank, quantile):.3f}, threshold {t:.2f}", file=sys.stderr)
+    return {"quantile": quantile, "cap": round(best_cap, 2)}
+
+
+def bank_questions() -> list[Question]:
+    return [Question(f"unrelated-{i}", text, (), unanswerable=True)
+            for i, text in enumerate(calibration.unrelated_questions())]
 
 
 def main(argv=None) -> int:
@@ -255,6 +302,8 @@ def main(argv=None) -> int:
     parser.add_argument("--reader-only", action="store_true", help="keep the fitted scorer and confidence "
                         "models; only fit the reader's combination, confidence and threshold")
     parser.add_argument("--max-false-abstention", type=float, default=0.05)
+    parser.add_argument("--unrelated-quantile", type=float, default=0.8, help="the share of the unrelated "
+                        "bank a corpus's threshold may rise to decline (app/calibration.py)")
     parser.add_argument("--index-root", type=Path, help="keep each set's index in INDEX_ROOT/NAME instead")
     parser.add_argument("--dry-run", action="store_true", help="print the weights, do not write scoring.json")
     args = parser.parse_args(argv)
@@ -274,8 +323,10 @@ def main(argv=None) -> int:
     reader = next(iter(qa_by_set.values())).reader
     if reader is not None:
         read_by_set = {name: collect_read(qa, dev_by_set[name]) for name, qa in qa_by_set.items()}
+        bank_by_set = {name: collect_read(qa, bank_questions()) for name, qa in qa_by_set.items()}
+        reader_fit = fit_reader(read_by_set, bank_by_set, args.max_false_abstention, args.unrelated_quantile)
         fitted = dict(scoring.weights(), reader={"name": reader.name, "note": "fitted on the dev splits of "
-                                                 + args.datasets, **fit_reader(read_by_set, args.max_false_abstention)})
+                                                 + args.datasets, **reader_fit})
         print(json.dumps(fitted["reader"], indent=2))
         if not args.dry_run:
             scoring.WEIGHTS_FILE.write_text(json.dumps(fitted, indent=2) + "\n", encoding="utf-8")

@@ -12,7 +12,6 @@ from typing import Callable, Sequence
 from tqdm import tqdm
 
 from app.documents import Unreadable, load_document
-from app import scoring
 from app.qa import QA
 from app.records import Answer
 from app.settings import ChunkingSettings, Settings
@@ -70,13 +69,6 @@ def ask_all(qa: QA, questions: Sequence[Question], label: str = "questions",
         if after is not None:
             after(question)
     return results
-
-
-def abstain_threshold(qa: QA) -> float:
-    """The threshold `QA.ask` applies with its settings and reader."""
-    answer = qa.settings.answer
-    reader = qa.reader.name if qa.reader is not None and answer.reader and not answer.whole_passages else None
-    return scoring.abstain_threshold(answer, reader)
 
 
 @dataclass(frozen=True)
