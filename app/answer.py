@@ -14,7 +14,7 @@ import re
 from dataclasses import replace
 
 from .lexical import tokens
-from .reader import Reader
+from .reader import Reader, Reading
 from .records import Answer, Citation, Hit
 from .scoring import Candidate, combined_score, logit
 from .settings import AnswerSettings
@@ -44,22 +44,31 @@ def quote_span(store: Store, cand: Candidate) -> tuple[int, int]:
 
 def read_candidates(reader: Reader, question: str, store: Store, candidates: list[Candidate],
                     count: int) -> list[Candidate]:
-    """The scorer's best `count` sentences, read by the reader and ordered by the reader's verdict combined
-    with the scorer's (scoring.combined_score), each with the reader's probability and answer span; then the
-    rest, unread, in the scorer's order, scored as if the reader rated them as low as the weakest one it read
-    (so they stay below every read one and still compete as supporting quotes)."""
+    """The scorer's best `count` sentences, read by the reader and ordered by its verdict (`apply_readings`)."""
+    return apply_readings(reader.name, store, candidates, count, reader.read(question, to_read(store, candidates, count)))
+
+
+def to_read(store: Store, candidates: list[Candidate], count: int) -> list[str]:
+    """The texts of the scorer's best `count` sentences: what the reader reads."""
+    return [store.chunks[c.hit.row].sentence(c.index) for c in candidates[:count]]
+
+
+def apply_readings(reader: str, store: Store, candidates: list[Candidate], count: int,
+                   readings: list[Reading]) -> list[Candidate]:
+    """The `count` read sentences ordered by the reader's verdict combined with the scorer's
+    (scoring.combined_score), each with the reader's probability and answer span; then the rest, unread, in
+    the scorer's order, scored as if the reader rated them as low as the weakest one it read (so they stay
+    below every read one and still compete as supporting quotes)."""
     chosen = candidates[:count]
-    chunks = [store.chunks[c.hit.row] for c in chosen]
-    readings = reader.read(question, [chunk.sentence(c.index) for chunk, c in zip(chunks, chosen)])
     logits = [logit(r.probability) for r in readings]
     read = []
-    for chunk, cand, reading, verdict in zip(chunks, chosen, readings, logits):
-        start = chunk.sentences[cand.index][0]
+    for cand, reading, verdict in zip(chosen, readings, logits):
+        start = store.chunks[cand.hit.row].sentences[cand.index][0]
         span = (start + reading.span[0], start + reading.span[1]) if reading.span else None
-        score = combined_score(cand.score, verdict, reader.name)
+        score = combined_score(cand.score, verdict, reader)
         read.append(replace(cand, score=score, probability=reading.probability, span=span))
     weakest = min(logits, default=0.0)
-    unread = [replace(c, score=combined_score(c.score, weakest, reader.name)) for c in candidates[count:]]
+    unread = [replace(c, score=combined_score(c.score, weakest, reader)) for c in candidates[count:]]
     return sorted(read, key=lambda c: -c.score) + unread
 
 

@@ -19,13 +19,13 @@ from typing import Sequence
 import numpy as np
 
 from . import acronyms, calibration, scoring
-from .answer import compose, read_candidates, select_quotes, whole_passages
+from .answer import apply_readings, compose, select_quotes, to_read, whole_passages
 from .build import BuildReport, build
 from .embedding import Embedder, default_embedder
 from .errors import VerbatimError
 from .documents import Unreadable, load_document
 from .lexical import tokens
-from .reader import Reader, default_reader
+from .reader import Reader, default_reader, read_many
 from .records import Answer, Citation, Document, Hit
 from .retrieval import retrieve
 from .settings import Settings
@@ -139,7 +139,8 @@ class QA:
                                             scoring.weights(), asdict(self.settings.answer))
                 values = calibration.cached(store.folder, key)
                 if values is None:
-                    values = [self._draft(q, (), store).confidence for q in calibration.unrelated_questions()]
+                    bank = calibration.unrelated_questions()
+                    values = [d.confidence for d in self._drafts(bank, [()] * len(bank), store)]
                     calibration.keep(store.folder, key, values)
                 self._unrelated = {store.folder: values}
             return self._unrelated[store.folder]
@@ -149,42 +150,67 @@ class QA:
         reads = self.reader is not None and settings.reader and not settings.whole_passages
         return self.reader.name if reads else None
 
-    def _draft(self, question: str, history: Sequence[str], store: Store | None = None) -> "Draft":
+    def _draft(self, question: str, history: Sequence[str]) -> "Draft":
         """The quotes a cleaned question would get, and the confidence that they answer it."""
-        search = self.search(question, history, store)
-        store, settings = search.store, self.settings.answer
-        reader = self.reader if self._reader_name() is not None else None
-        if settings.whole_passages:
-            return Draft(search, whole_passages(store, search.hits, settings), search.hits[0].fused if search.hits else 0.0)
-        candidates = scoring.score_sentences(store, search.hits[: settings.passages], question, search.vector,
-                                             search.words, self.embedder.word_vectors)
-        read = reader is not None and bool(candidates)
-        if read:
-            asked = search.query if search.follow_up else question  # as the conversation rewrote it
-            candidates = read_candidates(reader, asked, store, candidates, settings.reader_candidates)
-        features = scoring.confidence_features(store, candidates, question, search.terms, search.follow_up, read)
-        conf = scoring.confidence(features, reader.name if read else None)
-        return Draft(search, select_quotes(store, candidates, settings), conf)
+        return self._drafts([question], [history], self.store())[0]
 
-    def search(self, question: str, history: Sequence[str] = (), store: Store | None = None) -> "Search":
-        """Retrieve passages for a cleaned question, rewriting a follow-up with the conversation."""
-        store = store or self.store()
+    def _drafts(self, questions: Sequence[str], histories: Sequence[Sequence[str]], store: Store) -> list["Draft"]:
+        """`_draft` for several questions at once: the embedder and the reader run once for all of them."""
         settings = self.settings.answer
-        context = [clean_question(q, settings.max_question_chars)[0] for q in history if q and q.strip()][-2:]
-        follow_up = bool(context) and is_follow_up(question)
-        own = acronyms.expand(question, store.acronyms)
-        query = acronyms.expand(" ".join([question, *context]), store.acronyms) if follow_up else own
-        earlier = [acronyms.expand(q, store.acronyms) for q in context] if follow_up else []
-        vectors = self.embedder.embed([own, *earlier])  # one batch: the model runs once per question
-        vector = vectors[0] + FOLLOW_UP_WEIGHT * vectors[1:].sum(axis=0) if follow_up else vectors[0]
-        boost = None
-        if follow_up:
-            boost, answered = self._conversation_context(store, context[-1], earlier[-1], vectors[-1])
-            vector = vector + ANSWER_WEIGHT * answered
-        vector = (vector / max(float(np.linalg.norm(vector)), 1e-9)).astype(np.float32)
-        hits = retrieve(store, query, vector, settings, boost)
-        words = self.embedder.word_vectors([question])[0]
-        return Search(store, query, hits, tokens(own), words, vector, follow_up)
+        searches = self.searches(questions, histories, store)
+        if settings.whole_passages:
+            return [Draft(s, whole_passages(store, s.hits, settings), s.hits[0].fused if s.hits else 0.0)
+                    for s in searches]
+        ranked = [scoring.score_sentences(store, s.hits[: settings.passages], q, s.vector, s.words,
+                                          self.embedder.word_vectors) for q, s in zip(questions, searches)]
+        reader = self.reader if self._reader_name() is not None else None
+        read = [reader is not None and bool(candidates) for candidates in ranked]
+        if reader is not None:
+            count = settings.reader_candidates
+            reading = [i for i, r in enumerate(read) if r]
+            asked = [searches[i].query if searches[i].follow_up else questions[i] for i in reading]  # as rewritten
+            readings = read_many(reader, asked, [to_read(store, ranked[i], count) for i in reading])
+            for i, found in zip(reading, readings):
+                ranked[i] = apply_readings(reader.name, store, ranked[i], count, found)
+        drafts = []
+        for question, search, candidates, was_read in zip(questions, searches, ranked, read):
+            features = scoring.confidence_features(store, candidates, question, search.terms, search.follow_up,
+                                                   was_read)
+            conf = scoring.confidence(features, reader.name if was_read else None)
+            drafts.append(Draft(search, select_quotes(store, candidates, settings), conf))
+        return drafts
+
+    def search(self, question: str, history: Sequence[str] = ()) -> "Search":
+        """Retrieve passages for a cleaned question, rewriting a follow-up with the conversation."""
+        return self.searches([question], [history], self.store())[0]
+
+    def searches(self, questions: Sequence[str], histories: Sequence[Sequence[str]], store: Store) -> list["Search"]:
+        """`search` for several questions at once, in one batch through the embedder."""
+        settings = self.settings.answer
+        plans = []
+        for question, history in zip(questions, histories):
+            context = [clean_question(q, settings.max_question_chars)[0] for q in history if q and q.strip()][-2:]
+            follow_up = bool(context) and is_follow_up(question)
+            own = acronyms.expand(question, store.acronyms)
+            earlier = [acronyms.expand(q, store.acronyms) for q in context] if follow_up else []
+            plans.append((question, context, follow_up, own, earlier))
+        texts = [text for _, _, _, own, earlier in plans for text in (own, *earlier)]
+        embedded = self.embedder.embed(texts)  # one batch: the model runs once for all the questions
+        words = self.embedder.word_vectors(list(questions))
+        out, at = [], 0
+        for (question, context, follow_up, own, earlier), question_words in zip(plans, words):
+            vectors = embedded[at:at + 1 + len(earlier)]
+            at += 1 + len(earlier)
+            query = acronyms.expand(" ".join([question, *context]), store.acronyms) if follow_up else own
+            vector = vectors[0] + FOLLOW_UP_WEIGHT * vectors[1:].sum(axis=0) if follow_up else vectors[0]
+            boost = None
+            if follow_up:
+                boost, answered = self._conversation_context(store, context[-1], earlier[-1], vectors[-1])
+                vector = vector + ANSWER_WEIGHT * answered
+            vector = (vector / max(float(np.linalg.norm(vector)), 1e-9)).astype(np.float32)
+            hits = retrieve(store, query, vector, settings, boost)
+            out.append(Search(store, query, hits, tokens(own), question_words, vector, follow_up))
+        return out
 
     def _conversation_context(self, store: Store, previous: str, expanded: str,
                               vector: np.ndarray) -> tuple[dict[int, float], np.ndarray]:

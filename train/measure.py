@@ -22,7 +22,7 @@ def dev_figures(net, tok, examples: Sequence[Example]) -> dict:
     for ex in examples:
         question = ex.pairs[0].question
         texts = [p.candidate for p in ex.pairs]
-        batch = encode(tok, question, texts)
+        batch = encode(tok, [question] * len(texts), texts)
         offsets = batch.pop("offset_mapping").numpy()
         segment = np.array([[sid == 1 for sid in batch.sequence_ids(i)] for i in range(len(texts))])
         with torch.inference_mode():
