@@ -9,7 +9,7 @@ Only dev questions are read; the test splits stay held out for `python -m eval`.
 regressions on generic features, fitted with plain NumPy (Newton steps, L2). The abstention threshold is
 the highest one whose false-abstention rate on dev answerable questions stays under the given bound in every
 question set; for the reader, each set's index is also asked the unrelated bank (app/calibration.py) and the
-cap on the rise it may cause is chosen under the same bound.
+cap on the rise it may cause is chosen under the same bound, on the sets it raises.
 """
 
 from __future__ import annotations
@@ -265,30 +265,23 @@ def fit_reader(read_by_set: dict, bank_by_set: dict, max_false: float, quantile:
 
 def choose_rise(scored: list[tuple], unrelated: dict[str, np.ndarray], threshold: float, quantile: float,
                 max_false: float) -> dict:
-    """The cap on how far the unrelated bank's `quantile` may raise the threshold on a corpus: the lowest
-    that declines the most unanswerable dev questions (mean over the sets that have them) while every set's
-    false abstention, at its own raised threshold, stays <= max_false. A cap equal to the threshold is no
-    rise at all."""
-    def rates(cap: float) -> tuple[float, float]:
-        declined, worst_false = [], 0.0
-        for name, bank in unrelated.items():
-            t = calibration.corpus_threshold(threshold, bank, {"quantile": quantile, "cap": cap})
+    """The cap on how far the unrelated bank's `quantile` may raise the threshold on a corpus: the highest
+    threshold at which false abstention on dev stays <= max_false in every set whose threshold the bank does
+    raise, so a corpus that answers the bank even more confidently (all of Wikipedia) declines no more of its
+    own answerable questions than those could bear. No set raised on dev: no rise (the cap is the threshold)."""
+    raised = [name for name, bank in unrelated.items() if np.quantile(bank, quantile) > threshold]
+    cap = threshold
+    for t in np.arange(threshold + 0.01, 1.0, 0.01):
+        rates = []
+        for name in raised:
             answerable = [p for p, n, unans, _ in scored if n == name and not unans]
-            unanswerable = [p for p, n, unans, _ in scored if n == name and unans]
-            worst_false = max(worst_false, sum(p < t for p in answerable) / max(len(answerable), 1))
-            if unanswerable:
-                declined.append(sum(p < t for p in unanswerable) / len(unanswerable))
-        return float(np.mean(declined)) if declined else 0.0, worst_false
-
-    best_cap, best_declined = threshold, rates(threshold)[0]
-    for cap in np.arange(threshold + 0.01, 1.0, 0.01):
-        declined, worst_false = rates(float(cap))
-        if worst_false <= max_false and declined > best_declined + 1e-9:
-            best_cap, best_declined = float(cap), declined
+            rates.append(sum(p < t for p in answerable) / max(len(answerable), 1))
+        if raised and max(rates) <= max_false:
+            cap = float(t)
     for name, bank in unrelated.items():
-        t = calibration.corpus_threshold(threshold, bank, {"quantile": quantile, "cap": best_cap})
+        t = calibration.corpus_threshold(threshold, bank, {"quantile": quantile, "cap": cap})
         print(f"{name}: bank quantile {np.quantile(bank, quantile):.3f}, threshold {t:.2f}", file=sys.stderr)
-    return {"quantile": quantile, "cap": round(best_cap, 2)}
+    return {"quantile": quantile, "cap": round(cap, 2)}
 
 
 def bank_questions() -> list[Question]:
