@@ -69,13 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _build(settings: Settings, args) -> int:
     from .qa import QA
 
-    if args.engine == "ray":
-        report = _build_on_ray(settings, args)
-        QA(settings).prepare()
-    else:
-        qa = QA(settings)
-        report = qa.build(full=args.full)
-        qa.prepare()
+    qa = QA(settings)
+    report = _build_on_ray(settings, args) if args.engine == "ray" else qa.build(full=args.full)
+    qa.prepare()
     if args.json:
         print(json.dumps(report.to_json(), ensure_ascii=False))
         return 0

@@ -124,9 +124,9 @@ class QA:
     def threshold(self, store: Store | None = None) -> float:
         """The confidence below which this index's answers abstain: the threshold fitted on dev, raised where
         this corpus answers unrelated questions confidently (`app.calibration`)."""
-        settings = self.settings.answer
-        base = scoring.abstain_threshold(settings, self._reader_name())
-        rule = scoring.unrelated_rule(settings, self._reader_name())
+        settings, reader = self.settings.answer, self._reader_name()
+        base = scoring.abstain_threshold(settings, reader)
+        rule = scoring.unrelated_rule(settings, reader)
         if not rule:
             return base
         return calibration.corpus_threshold(base, self.unrelated_confidences(store or self.store()), rule)

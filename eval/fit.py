@@ -270,13 +270,10 @@ def choose_rise(scored: list[tuple], unrelated: dict[str, np.ndarray], threshold
     raise, so a corpus that answers the bank even more confidently (all of Wikipedia) declines no more of its
     own answerable questions than those could bear. No set raised on dev: no rise (the cap is the threshold)."""
     raised = [name for name, bank in unrelated.items() if np.quantile(bank, quantile) > threshold]
+    answerable = [np.array([p for p, n, unans, _ in scored if n == name and not unans]) for name in raised]
     cap = threshold
     for t in np.arange(threshold + 0.01, 1.0, 0.01):
-        rates = []
-        for name in raised:
-            answerable = [p for p, n, unans, _ in scored if n == name and not unans]
-            rates.append(sum(p < t for p in answerable) / max(len(answerable), 1))
-        if raised and max(rates) <= max_false:
+        if raised and all(np.mean(probs < t) <= max_false for probs in answerable if len(probs)):
             cap = float(t)
     for name, bank in unrelated.items():
         t = calibration.corpus_threshold(threshold, bank, {"quantile": quantile, "cap": cap})

@@ -57,9 +57,14 @@ class _Sentence:
     start: int  # in its paragraph
 
 
+def digest(text: str) -> int:
+    """sha256 of the text as a number: the stable order and hash that picks articles and questions."""
+    return int(hashlib.sha256(text.encode("utf-8")).hexdigest(), 16)
+
+
 def is_dev_article(title: str) -> bool:
     """About 5% of articles, by a hash of the title, are held out for the dev figures."""
-    return int(hashlib.sha256(title.encode("utf-8")).hexdigest(), 16) % 20 == 0
+    return digest(title) % 20 == 0
 
 
 def load_examples(path: Path, seed: int, title_rate: float = 0.25,

@@ -15,11 +15,10 @@ of its id.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 from pathlib import Path
 
-from .examples import is_dev_article
+from .examples import digest, is_dev_article
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "squad_train" / "squad-v1.1-train.json"
@@ -30,10 +29,6 @@ HEADER = """\
 # "SQuAD: 100,000+ Questions for Machine Comprehension of Text"), CC BY-SA 4.0; made by
 # `python -m train.unrelated_questions`.
 """
-
-
-def digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def bank(data: list[dict], count: int) -> list[str]:

@@ -17,7 +17,6 @@ split is by article, so dev and test share no document: in each half, positions 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import sys
@@ -27,15 +26,11 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT))
 
-from train.examples import is_dev_article  # noqa: E402  (the reader's held-out rule, not a copy of it)
+from train.examples import digest, is_dev_article  # noqa: E402  (the reader's held-out rule, not a copy of it)
 
 SOURCE = ROOT.parent / "shared" / "data" / "squad_train" / "squad-v1.1-train.json"
 OUT = HERE / "squad_absent"
 QUESTIONS_PER_ARTICLE = 10
-
-
-def digest(text: str) -> int:
-    return int(hashlib.sha256(text.encode("utf-8")).hexdigest(), 16)
 
 
 def article_text(article: dict) -> str:
