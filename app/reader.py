@@ -116,16 +116,28 @@ def best_spans(start_logits: np.ndarray, end_logits: np.ndarray, candidate_mask:
     return spans
 
 
-class CrossEncoderReader:
-    """The shipped reader: loaded once, one batched forward pass per question over its candidates."""
+def native_bfloat16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX): there the reader's passes take
+    0.5-0.6 of float32's time with logits within 0.02; elsewhere bfloat16 is emulated and slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
 
-    def __init__(self, weights: Path = WEIGHTS, manifest: Path = MANIFEST) -> None:
+
+class CrossEncoderReader:
+    """The shipped reader: loaded once, one batched forward pass per question over its candidates, in
+    bfloat16 where the CPU has it natively (`bfloat16=None`), else float32."""
+
+    def __init__(self, weights: Path = WEIGHTS, manifest: Path = MANIFEST, bfloat16: bool | None = None) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         self.weights, self.manifest_path = Path(weights), Path(manifest)
         self.manifest = json.loads(self.manifest_path.read_text(encoding="utf-8"))
         self.name = self.manifest["name"]
+        self.bfloat16 = native_bfloat16() if bfloat16 is None else bfloat16
         self._lock = threading.Lock()
         self._tokenizing = threading.Lock()
         self._loaded = None
@@ -142,6 +154,8 @@ class CrossEncoderReader:
                 if unexpected or any(not k.startswith("bert.embeddings.") for k in missing):
                     raise ValueError(f"{self.weights} does not fit the reader network")
                 net.eval()
+                if self.bfloat16:
+                    net.to(torch.bfloat16)
                 self._loaded = (net, tokenizer(), torch)
             return self._loaded
 

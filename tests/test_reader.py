@@ -178,3 +178,18 @@ def test_the_seed_answer_marks_the_chairman(seed_qa):
     s, e = first.answer
     text = (seed_qa.settings.corpus / first.doc).read_text(encoding="utf-8")
     assert text[s:e] == first.quote[s - first.start:e - first.start] and "Anwar" in text[s:e]
+
+
+def test_bfloat16_reads_as_float32_does(shipped):
+    """The reader runs in bfloat16 on CPUs that have it natively; its verdicts must be float32's."""
+    candidates = [
+        "The meeting began with an opening remark by Dato' Seri Anwar bin Ibrahim, the Prime Minister of "
+        "Malaysia and chairman of the meeting.",
+        "The 28th ASEAN-Japan Summit was held in Kuala Lumpur, the capital of Malaysia.",
+        "North Korea conducted the ballistic missile launch on October 22.",
+    ]
+    question = "Who chaired the meeting?"
+    wide = CrossEncoderReader(bfloat16=False).read(question, candidates)
+    narrow = CrossEncoderReader(bfloat16=True).read(question, candidates)
+    assert np.allclose([r.probability for r in narrow], [r.probability for r in wide], atol=0.01)
+    assert [r.span for r in narrow][0] == wide[0].span

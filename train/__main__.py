@@ -61,6 +61,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=ROOT / "app" / "models")
     p.add_argument("--dev-questions", type=int, default=400)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument("--bf16", action="store_true", help="forward and backward in bfloat16 autocast (weights and "
+                   "optimiser stay float32): 1.8x the steps a minute on a CPU with AVX-512 BF16")
     return p
 
 
@@ -266,7 +268,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch = batch_tensors(tok, (train + train)[lo:lo + per_step] if lo + per_step > len(train)
                               else train[lo:lo + per_step])
         torch.manual_seed(args.seed + step)  # dropout, the same on resume
-        loss, rank, span = loss_of(net, batch, args.span_weight, args.list_weight)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            loss, rank, span = loss_of(net, batch, args.span_weight, args.list_weight)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(body + heads, 1.0)
         optimizer.step()
