@@ -192,4 +192,4 @@ def test_bfloat16_reads_as_float32_does(shipped):
     wide = CrossEncoderReader(bfloat16=False).read(question, candidates)
     narrow = CrossEncoderReader(bfloat16=True).read(question, candidates)
     assert np.allclose([r.probability for r in narrow], [r.probability for r in wide], atol=0.01)
-    assert [r.span for r in narrow][0] == wide[0].span
+    assert narrow[0].span == wide[0].span
