@@ -180,7 +180,7 @@ def test_the_seed_answer_marks_the_chairman(seed_qa):
     assert text[s:e] == first.quote[s - first.start:e - first.start] and "Anwar" in text[s:e]
 
 
-def test_bfloat16_reads_as_float32_does(shipped):
+def test_bfloat16_reads_as_float32_does():
     """The reader runs in bfloat16 on CPUs that have it natively; its verdicts must be float32's."""
     candidates = [
         "The meeting began with an opening remark by Dato' Seri Anwar bin Ibrahim, the Prime Minister of "
