@@ -15,12 +15,19 @@ from .errors import VerbatimError
 from .settings import Settings
 
 
+def _folders(default: object) -> argparse.ArgumentParser:
+    """--corpus and --index, taken before the subcommand or after it."""
+    folders = argparse.ArgumentParser(add_help=False, argument_default=default)
+    folders.add_argument("--corpus", help="documents folder (default: corpus/, or $VERBATIM_CORPUS)")
+    folders.add_argument("--index", help="index folder (default: index/, or $VERBATIM_INDEX)")
+    return folders
+
+
 def parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--corpus", help="documents folder (default: corpus/, or $VERBATIM_CORPUS)")
-    common.add_argument("--index", help="index folder (default: index/, or $VERBATIM_INDEX)")
-    top = argparse.ArgumentParser(prog="python -m app", parents=[common],
+    top = argparse.ArgumentParser(prog="python -m app", parents=[_folders(None)],
                                   description="Answers questions about your documents with exact quotes.")
+    # A subcommand's own defaults would overwrite folders given before it (`--corpus X build`): it has none.
+    common = _folders(argparse.SUPPRESS)
     sub = top.add_subparsers(dest="command")
     serve = sub.add_parser("serve", parents=[common], help="the chat page in the browser (the default)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")

@@ -226,6 +226,13 @@ def test_cli_environment_names_the_folders(cli_dirs, capsys, monkeypatch):
     assert IndexDir(index).current() is not None
 
 
+def test_cli_folders_may_come_before_the_subcommand(cli_dirs, capsys):
+    corpus, index = cli_dirs  # as the usage line shows: python -m app [--corpus C] [--index I] build
+    code, out, _ = run_cli(capsys, "--corpus", str(corpus), "--index", str(index), "build", "--json")
+    assert code == 0 and json.loads(out.strip().splitlines()[-1])["added"] == 5
+    assert IndexDir(index).current() is not None
+
+
 def test_cli_status_json(cli_dirs, capsys):
     corpus, index = cli_dirs
     run_cli(capsys, "build", "--corpus", str(corpus), "--index", str(index))
