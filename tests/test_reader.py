@@ -51,6 +51,23 @@ def test_a_tiny_training_run_writes_weights_and_manifest_and_resumes_to_the_same
         assert np.allclose(again[key].astype(np.float32), weights[key].astype(np.float32), atol=2e-3), key
 
 
+def test_a_tiny_bfloat16_training_run_takes_the_steps_float32_takes(tmp_path):
+    from safetensors.numpy import load_file
+
+    def weights(name: str, *extra: str) -> dict[str, np.ndarray]:
+        out = train(tmp_path, name, *extra)
+        return {k: v.astype(np.float32) for k, v in load_file(str(out / "reader.safetensors")).items()}
+
+    start, full = weights("untrained", "--stop-at", "0"), weights("float32")
+    half = weights("bfloat16", "--bf16")
+    assert json.loads((tmp_path / "bfloat16" / "reader.json").read_text())["precision"] == "bfloat16 autocast"
+    step_full = np.concatenate([(full[k] - start[k]).ravel() for k in start])
+    step_half = np.concatenate([(half[k] - start[k]).ravel() for k in start])
+    assert np.linalg.norm(step_half) > 0  # it trained
+    cosine = step_half @ step_full / (np.linalg.norm(step_half) * np.linalg.norm(step_full))
+    assert cosine > 0.9, cosine  # rounded differently, but the same four steps
+
+
 def test_training_in_passes_of_similar_length_gives_the_outputs_of_one_padded_pass(monkeypatch):
     import torch
 

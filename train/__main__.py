@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 
 from app.documents import file_sha256
-from app.reader import MAX_ANSWER_TOKENS, build_net, encode, tokenizer, trained_state
+from app.reader import MAX_ANSWER_TOKENS, build_net, encode, native_bfloat16, tokenizer, trained_state
 
 from .examples import Example, load_examples
 from .measure import dev_figures
@@ -62,7 +62,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dev-questions", type=int, default=400)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.add_argument("--bf16", action="store_true", help="forward and backward in bfloat16 autocast (weights and "
-                   "optimiser stay float32): 1.8x the steps a minute on a CPU with AVX-512 BF16")
+                   "optimiser stay float32): 1.8x the steps a minute on a CPU with AVX-512 BF16; "
+                   "about half the steps a minute where bfloat16 is emulated (train warns)")
     return p
 
 
@@ -229,6 +230,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.bf16 and not native_bfloat16():
+        print("train: warning: this CPU has no native bfloat16 (AVX-512 BF16 or AMX); --bf16 is emulated here "
+              "and about twice as slow as float32", flush=True)
     began = time.time()
     print(f"train: reading {args.data}", flush=True)
     train, dev = load_examples(args.data, args.seed, swap_rate=args.swap_rate)
@@ -301,6 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "training_questions": len(train), "dev_questions": len(dev[: args.dev_questions]),
         "dev": figures,
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, CPU",
+        "precision": "bfloat16 autocast" if args.bf16 else "float32",  # of this stage's training passes
         "minutes": round(earlier + (time.time() - began) / 60, 1),  # every run of this stage, resumed ones too
     }
     write_weights(args.out, net, manifest)
