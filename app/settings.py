@@ -34,9 +34,9 @@ class AnswerSettings:
     passages: int = 10  # fused passages whose sentences compete for the quote
     max_quotes: int = 4
     reader: bool = True  # the trained reader reads the scorer's best sentences (when weights ship)
-    reader_candidates: int = 1  # the scorer's best the reader reads. Its fitted weight reorders only those: 2
-    # or 4 lift COVID-QA dev hit@1 from 45% to 47% or 51% but cost the seed set a question and +15 or +55 ms p50;
-    # 1 keeps 16 concurrent REST clients' p95 at 1.2 s (1.3-1.6 s at 2)
+    reader_candidates: int = 2  # the scorer's best the reader reads and reorders (eval.fit reads as many). Dev
+    # hit@1 against 1, stage-6 reader: +2.3 to +4.2 points on four sets, -5.1 on the seed set; 4 adds a little
+    # more but takes p50 to 4.0-4.7x the floor against 2.8-3.5x at 2 (`python -m eval.tradeoff`)
     abstain_below: float | None = None  # confidence threshold; None: the one fitted on dev splits (scoring.json)
     max_question_chars: int = 1000
 

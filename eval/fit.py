@@ -174,14 +174,13 @@ def choose_threshold(scored: list[tuple], max_false: float) -> float:
     return round(best, 2)
 
 
-FIT_CANDIDATES = 4  # sentences read per dev question, so the fit sees how the reader would reorder them
-# (a weight above 0 reorders only what the app reads: raise AnswerSettings.reader_candidates with it)
-
-
 def collect_read(qa: QA, questions) -> list[dict]:
     """Per dev question: the scorer's best sentences as the reader read them (scorer logit, reader logit),
-    which of them hold a gold answer, and the search — everything the reader's fit needs, read once."""
+    which of them hold a gold answer, and the search — everything the reader's fit needs, read once. It reads
+    as many as the app does (`AnswerSettings.reader_candidates`), so the confidence is fitted on the ranking
+    the app will show."""
     settings = qa.settings.answer
+    count = settings.reader_candidates
     out = []
     for q in questions:
         question, _ = clean_question(q.question, settings.max_question_chars)
@@ -189,7 +188,7 @@ def collect_read(qa: QA, questions) -> list[dict]:
         ranked = scoring.score_sentences(search.store, search.hits[: settings.passages], question, search.vector,
                                          search.words, qa.embedder.word_vectors)
         asked = search.query if search.follow_up else question
-        read = read_candidates(qa.reader, asked, search.store, ranked, FIT_CANDIDATES)[:FIT_CANDIDATES] \
+        read = read_candidates(qa.reader, asked, search.store, ranked, count)[:count] \
             if ranked else []
         labels = [contains_gold(search.store.chunks[c.hit.row].text_at(*quote_span(search.store, c)), q.answers)
                   for c in read]
