@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from typing import Sequence
 
 from .lexical import tokens
-from .reader import Reader, Reading
+from .reader import Reader, Reading, read_many
 from .records import Answer, Citation, Hit
 from .scoring import Candidate, combined_score, logit
 from .settings import AnswerSettings
@@ -42,10 +43,20 @@ def quote_span(store: Store, cand: Candidate) -> tuple[int, int]:
     return start, end
 
 
-def read_candidates(reader: Reader, question: str, store: Store, candidates: list[Candidate],
-                    count: int) -> list[Candidate]:
-    """The scorer's best `count` sentences, read by the reader and ordered by its verdict (`apply_readings`)."""
-    return apply_readings(reader.name, store, candidates, count, reader.read(question, to_read(store, candidates, count)))
+def read_ranked(reader: Reader, questions: Sequence[str], store: Store, ranked: Sequence[list[Candidate]],
+                settings: AnswerSettings) -> list[list[Candidate]]:
+    """Each question's scorer-ranked sentences with its best `reader_candidates` read (all questions in one
+    batch), then `reader_more` more read for the questions where none of those reached `reader_sure` (a second
+    batch): a sentence the scorer ranked third is read only when the first two look wrong. Each list ordered
+    by `apply_readings`."""
+    count, more = settings.reader_candidates, settings.reader_more
+    readings = read_many(reader, questions, [to_read(store, c, count) for c in ranked])
+    unsure = [i for i, (c, r) in enumerate(zip(ranked, readings))
+              if more and len(c) > count and max((x.probability for x in r), default=0.0) < settings.reader_sure]
+    extra = read_many(reader, [questions[i] for i in unsure], [to_read(store, ranked[i][count:], more) for i in unsure])
+    for i, found in zip(unsure, extra):
+        readings[i] = readings[i] + found
+    return [apply_readings(reader.name, store, c, len(r), r) for c, r in zip(ranked, readings)]
 
 
 def to_read(store: Store, candidates: list[Candidate], count: int) -> list[str]:
@@ -66,9 +77,9 @@ def apply_readings(reader: str, store: Store, candidates: list[Candidate], count
         start = store.chunks[cand.hit.row].sentences[cand.index][0]
         span = (start + reading.span[0], start + reading.span[1]) if reading.span else None
         score = combined_score(cand.score, verdict, reader)
-        read.append(replace(cand, score=score, probability=reading.probability, span=span))
+        read.append(replace(cand, score=score, probability=reading.probability, span=span, prior=cand.score))
     weakest = min(logits, default=0.0)
-    unread = [replace(c, score=combined_score(c.score, weakest, reader)) for c in candidates[count:]]
+    unread = [replace(c, score=combined_score(c.score, weakest, reader), prior=c.score) for c in candidates[count:]]
     return sorted(read, key=lambda c: -c.score) + unread
 
 
@@ -91,15 +102,24 @@ def make_citation(store: Store, number: int, hit: Hit, start: int, end: int, sco
     )
 
 
+def _support_score(cand: Candidate) -> float:
+    """What a supporting quote is measured by: the scorer's own logit. The reader reads only the first few and
+    gives the unread ones its weakest verdict, so once it rejects the runner-up, the combined scores of every
+    later sentence fall together and would drop supports the scorer rates nearly as likely as the first."""
+    return cand.score if cand.prior is None else cand.prior
+
+
 def select_quotes(store: Store, candidates: list[Candidate], settings: AnswerSettings) -> list[Citation]:
-    """The best quote first, then up to three supporting quotes that add something (no near-duplicates)."""
+    """The best quote first, then up to three supporting quotes that add something (no near-duplicates), in
+    the reader's order, each within SUPPORT_MARGIN of the scorer's best on the scorer's scale."""
     citations: list[Citation] = []
     taken: list[tuple[str, int, int]] = []
+    bar = max((_support_score(c) for c in candidates), default=0.0) - SUPPORT_MARGIN
     for cand in candidates:
         if len(citations) >= settings.max_quotes:
             break
-        if citations and cand.score < candidates[0].score - SUPPORT_MARGIN:
-            break
+        if citations and _support_score(cand) < bar:
+            continue
         chunk = store.chunks[cand.hit.row]
         start, end = quote_span(store, cand) if not citations else chunk.sentences[cand.index]
         quote = chunk.text_at(start, end)

@@ -19,13 +19,13 @@ from typing import Sequence
 import numpy as np
 
 from . import acronyms, calibration, scoring
-from .answer import apply_readings, compose, select_quotes, to_read, whole_passages
+from .answer import compose, read_ranked, select_quotes, whole_passages
 from .build import BuildReport, build
 from .embedding import Embedder, default_embedder
 from .errors import VerbatimError
 from .documents import Unreadable, load_document
 from .lexical import tokens
-from .reader import Reader, default_reader, read_many
+from .reader import Reader, default_reader
 from .records import Answer, Citation, Document, Hit
 from .retrieval import retrieve
 from .settings import Settings
@@ -166,12 +166,11 @@ class QA:
         reader = self.reader if self._reader_name() is not None else None
         read = [reader is not None and bool(candidates) for candidates in ranked]
         if reader is not None:
-            count = settings.reader_candidates
             reading = [i for i, r in enumerate(read) if r]
             asked = [searches[i].query if searches[i].follow_up else questions[i] for i in reading]  # as rewritten
-            readings = read_many(reader, asked, [to_read(store, ranked[i], count) for i in reading])
-            for i, found in zip(reading, readings):
-                ranked[i] = apply_readings(reader.name, store, ranked[i], count, found)
+            for i, candidates in zip(reading, read_ranked(reader, asked, store, [ranked[i] for i in reading],
+                                                           settings)):
+                ranked[i] = candidates
         drafts = []
         for question, search, candidates, was_read in zip(questions, searches, ranked, read):
             features = scoring.confidence_features(store, candidates, question, search.terms, search.follow_up,

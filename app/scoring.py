@@ -77,6 +77,7 @@ class Candidate:
     index: int  # which sentence of the passage
     probability: float | None = None  # the reader's probability that this sentence answers
     span: tuple[int, int] | None = None  # the reader's exact answer, document offsets inside the sentence
+    prior: float | None = None  # the sentence scorer's logit before the reader combined its verdict in
 
 
 @lru_cache(maxsize=1)

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from app import calibration, scoring
-from app.answer import quote_span, read_candidates
+from app.answer import quote_span, read_ranked
 from app.embedding import default_embedder
 from app.qa import QA, clean_question
 from app.settings import Settings
@@ -177,10 +177,9 @@ def choose_threshold(scored: list[tuple], max_false: float) -> float:
 def collect_read(qa: QA, questions) -> list[dict]:
     """Per dev question: the scorer's best sentences as the reader read them (scorer logit, reader logit),
     which of them hold a gold answer, and the search — everything the reader's fit needs, read once. It reads
-    as many as the app does (`AnswerSettings.reader_candidates`), so the confidence is fitted on the ranking
-    the app will show."""
+    what the app does (`answer.read_ranked` with the same settings), so the confidence is fitted on the
+    ranking the app will show."""
     settings = qa.settings.answer
-    count = settings.reader_candidates
     out = []
     for q in questions:
         question, _ = clean_question(q.question, settings.max_question_chars)
@@ -188,12 +187,11 @@ def collect_read(qa: QA, questions) -> list[dict]:
         ranked = scoring.score_sentences(search.store, search.hits[: settings.passages], question, search.vector,
                                          search.words, qa.embedder.word_vectors)
         asked = search.query if search.follow_up else question
-        read = read_candidates(qa.reader, asked, search.store, ranked, count)[:count] \
-            if ranked else []
+        read = [c for c in read_ranked(qa.reader, [asked], search.store, [ranked], settings)[0]
+                if c.probability is not None] if ranked else []
         labels = [contains_gold(search.store.chunks[c.hit.row].text_at(*quote_span(search.store, c)), q.answers)
                   for c in read]
-        pre = {(c.hit.row, c.index): c.score for c in ranked}
-        features = np.array([[pre[(c.hit.row, c.index)], scoring.logit(c.probability)] for c in read], np.float64)
+        features = np.array([[c.prior, scoring.logit(c.probability)] for c in read], np.float64)
         out.append({"q": q, "question": question, "search": search, "read": read,
                     "features": features.reshape(-1, len(scoring.READER_FEATURES)),
                     "labels": np.asarray(labels, dtype=bool)})

@@ -1,11 +1,11 @@
 """The reader's quality/latency trade-off: `python -m eval.tradeoff [--datasets seed,squad2] [--split dev]
-[--candidates 4,8,16]`.
+[--candidates 2,4,2+2]`.
 
 For each configuration (the fitted sentence scorer alone, and the reader reading the scorer's best K
-sentences for each K), the same questions through `QA.ask`: hit@1 with abstention disabled (which sentence
-it picks), the exact answer's token F1, and answer latency p50/p95 beside the floor measured in the same
-run and interleaved with it (encode the question + an exact search of the same passage vectors). Tune on
-dev; the chosen K is then reported on test by `python -m eval`.
+sentences for each K, or K and then M more where it is sure of none of the K), the same questions through
+`QA.ask`: hit@1 with abstention disabled (which sentence it picks), the exact answer's token F1, and answer
+latency p50/p95 beside the floor measured in the same run and interleaved with it (encode the question + an
+exact search of the same passage vectors). Tune on dev; the chosen K is then reported on test by `python -m eval`.
 """
 
 from __future__ import annotations
@@ -31,11 +31,25 @@ def measure(qa: QA, floor, questions) -> tuple[list[Result], list[float], list[f
     return results, [r.latency_ms for r in results], floor_ms[1:]
 
 
+def reading(spec: str) -> dict:
+    """AnswerSettings for a candidate spec: "K" reads the scorer's best K; "K+M" reads M more where none of the
+    K reaches the reader's `reader_sure`."""
+    first, _, more = spec.partition("+")
+    return {"reader_candidates": int(first), "reader_more": int(more or 0)}
+
+
+def reading_label(spec: str) -> str:
+    """How a candidate spec is named in the table."""
+    first, _, more = spec.partition("+")
+    return f"reader, {first} candidates" + (f" (+{more} when unsure)" if more else "")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m eval.tradeoff", description=__doc__.splitlines()[0])
     p.add_argument("--datasets", default="seed,squad2")
     p.add_argument("--split", choices=["dev", "test", "all"], default="dev")
-    p.add_argument("--candidates", default="4,8,16", help="reader candidate counts to compare")
+    p.add_argument("--candidates", default="2,4,2+2",
+                   help="reader candidate counts to compare; K+M reads K, then M more where none of K is sure")
     p.add_argument("--limit", type=int, default=None, help="only the first N questions of each set")
     args = p.parse_args(argv)
     embedder = default_embedder()
@@ -48,8 +62,7 @@ def main(argv=None) -> int:
         base.build()
         floor = flat_floor(base.store(), embedder, settings.answer.candidates)
         configs = [("sentence scorer alone", settings.with_answer(reader=False))]
-        configs += [(f"reader, {k} candidates", settings.with_answer(reader_candidates=int(k)))
-                    for k in args.candidates.split(",")]
+        configs += [(reading_label(k), settings.with_answer(**reading(k))) for k in args.candidates.split(",")]
         for label, config in configs:
             qa = QA(config, embedder, reader=base.reader)
             results, app_ms, floor_ms = measure(qa, floor, questions)

@@ -187,6 +187,52 @@ def test_sentences_the_reader_did_not_read_still_follow_as_supporting_quotes(tmp
     assert all(c.answer is None for c in answer.citations[1:])  # unread: no span is claimed for them
 
 
+class FirstOnlyReader:
+    """A tiny reader sure that the first sentence it reads answers and that every other one it reads does not."""
+
+    name = "test/first-only"
+
+    def read(self, question, candidates):
+        return [Reading(0.9 if i == 0 else 0.01, None) for i in range(len(candidates))]
+
+
+def test_supporting_quotes_still_follow_when_the_reader_rejects_the_runner_up(tmp_path):
+    settings = make_settings(tmp_path, DATA / "corpus")
+    qa = QA(settings.with_answer(reader_candidates=1), HashEmbedder(), reader=FirstOnlyReader())
+    qa.build()
+    question = "Which session did the chair open with Okafor"
+    reading_one = qa.ask(question)
+    qa.settings = settings.with_answer(reader_candidates=3)
+    reading_three = qa.ask(question)
+    assert len(reading_one.citations) >= 2
+    # the scorer rated the supports nearly as likely as the first; the reader's verdict on the two it read
+    # beside the first (and so on all it did not read) must not take them away
+    assert [c.quote for c in reading_three.citations] == [c.quote for c in reading_one.citations]
+
+
+class CountingReader(WordReader):
+    """WordReader that remembers how many sentences it read per question."""
+
+    def __init__(self):
+        self.read_counts: dict[str, int] = {}
+
+    def read(self, question, candidates):
+        self.read_counts[question] = self.read_counts.get(question, 0) + len(candidates)
+        return super().read(question, candidates)
+
+
+def test_the_reader_reads_more_only_where_it_is_sure_of_none_it_read(tmp_path):
+    reader = CountingReader()
+    qa = QA(make_settings(tmp_path, DATA / "corpus").with_answer(reader_candidates=1, reader_more=2),
+            HashEmbedder(), reader=reader)
+    qa.build()
+    sure = qa.ask("Which session did the chair open with Okafor")
+    unsure = qa.ask("Which session did the chair open with zebras")
+    assert reader.read_counts == {"Which session did the chair open with Okafor": 1,
+                                  "Which session did the chair open with zebras": 3}
+    assert "okafor" in sure.citations[0].quote.lower() and unsure.abstained
+
+
 @pytest.mark.slow
 def test_the_seed_answer_marks_the_chairman(seed_qa):
     answer = seed_qa.ask("Who chaired the meeting?")
