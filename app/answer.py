@@ -102,23 +102,25 @@ def make_citation(store: Store, number: int, hit: Hit, start: int, end: int, sco
     )
 
 
-def _support_score(cand: Candidate) -> float:
-    """What a supporting quote is measured by: the scorer's own logit. The reader reads only the first few and
-    gives the unread ones its weakest verdict, so once it rejects the runner-up, the combined scores of every
-    later sentence fall together and would drop supports the scorer rates nearly as likely as the first."""
-    return cand.score if cand.prior is None else cand.prior
+def _supports(cand: Candidate, first: Candidate, best_prior: float) -> bool:
+    """A supporting quote is one the reader or the scorer rates nearly as likely as its own best: within
+    SUPPORT_MARGIN of the first on the combined scale, or of the scorer's best on the scorer's own. The scorer's
+    scale matters because the reader reads only the first few and gives the unread ones its weakest verdict:
+    once it rejects the runner-up, the combined scores of every later sentence fall together."""
+    prior = cand.score if cand.prior is None else cand.prior
+    return cand.score >= first.score - SUPPORT_MARGIN or prior >= best_prior - SUPPORT_MARGIN
 
 
 def select_quotes(store: Store, candidates: list[Candidate], settings: AnswerSettings) -> list[Citation]:
     """The best quote first, then up to three supporting quotes that add something (no near-duplicates), in
-    the reader's order, each within SUPPORT_MARGIN of the scorer's best on the scorer's scale."""
+    the reader's order, each one that `_supports` the first."""
     citations: list[Citation] = []
     taken: list[tuple[str, int, int]] = []
-    bar = max((_support_score(c) for c in candidates), default=0.0) - SUPPORT_MARGIN
+    best_prior = max((c.score if c.prior is None else c.prior for c in candidates), default=0.0)
     for cand in candidates:
         if len(citations) >= settings.max_quotes:
             break
-        if citations and _support_score(cand) < bar:
+        if citations and not _supports(cand, candidates[0], best_prior):
             continue
         chunk = store.chunks[cand.hit.row]
         start, end = quote_span(store, cand) if not citations else chunk.sentences[cand.index]

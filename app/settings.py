@@ -37,7 +37,8 @@ class AnswerSettings:
     reader_candidates: int = 2  # the scorer's best the reader reads and reorders (eval.fit reads as many). Dev
     # hit@1 against 1, stage-6 reader: +2.3 to +4.2 points on four sets, -5.1 on the seed set; 4 adds a little
     # more but takes p50 to 4.0-4.7x the floor against 2.8-3.5x at 2 (`python -m eval.tradeoff`)
-    reader_more: int = 0  # read this many more where none of the first reaches `reader_sure`
+    reader_more: int = 0  # read this many more where none of the first reaches `reader_sure`. Off: on dev, 2+2
+    # gains 1.2-2.4 points on three sets but takes p50 to 5.2-6.3x the floor on a 2-core EPYC (2: 3.7-4.9x)
     reader_sure: float = 0.5
     abstain_below: float | None = None  # confidence threshold; None: the one fitted on dev splits (scoring.json)
     max_question_chars: int = 1000

@@ -198,16 +198,17 @@ class FirstOnlyReader:
 
 def test_supporting_quotes_still_follow_when_the_reader_rejects_the_runner_up(tmp_path):
     settings = make_settings(tmp_path, DATA / "corpus")
-    qa = QA(settings.with_answer(reader_candidates=1), HashEmbedder(), reader=FirstOnlyReader())
+    qa = QA(settings.with_answer(reader=False), HashEmbedder(), reader=FirstOnlyReader())
     qa.build()
     question = "Which session did the chair open with Okafor"
-    reading_one = qa.ask(question)
+    scorer_alone = qa.ask(question)
     qa.settings = settings.with_answer(reader_candidates=3)
-    reading_three = qa.ask(question)
-    assert len(reading_one.citations) >= 2
-    # the scorer rated the supports nearly as likely as the first; the reader's verdict on the two it read
-    # beside the first (and so on all it did not read) must not take them away
-    assert [c.quote for c in reading_three.citations] == [c.quote for c in reading_one.citations]
+    read = qa.ask(question)
+    assert len(scorer_alone.citations) >= 2
+    # the scorer rated these supports nearly as likely as its best; the reader's verdict against the two it
+    # read beside the first (and so against all it did not read) must not take them away
+    assert read.citations[0].quote == scorer_alone.citations[0].quote
+    assert {c.quote for c in scorer_alone.citations} <= {c.quote for c in read.citations}
 
 
 class CountingReader(WordReader):
