@@ -102,13 +102,17 @@ def make_citation(store: Store, number: int, hit: Hit, start: int, end: int, sco
     )
 
 
+def _scorer_logit(cand: Candidate) -> float:
+    """The sentence scorer's own logit: `score` itself where no reader combined its verdict in."""
+    return cand.score if cand.prior is None else cand.prior
+
+
 def _supports(cand: Candidate, first: Candidate, best_prior: float) -> bool:
     """A supporting quote is one the reader or the scorer rates nearly as likely as its own best: within
     SUPPORT_MARGIN of the first on the combined scale, or of the scorer's best on the scorer's own. The scorer's
     scale matters because the reader reads only the first few and gives the unread ones its weakest verdict:
     once it rejects the runner-up, the combined scores of every later sentence fall together."""
-    prior = cand.score if cand.prior is None else cand.prior
-    return cand.score >= first.score - SUPPORT_MARGIN or prior >= best_prior - SUPPORT_MARGIN
+    return cand.score >= first.score - SUPPORT_MARGIN or _scorer_logit(cand) >= best_prior - SUPPORT_MARGIN
 
 
 def select_quotes(store: Store, candidates: list[Candidate], settings: AnswerSettings) -> list[Citation]:
@@ -116,7 +120,7 @@ def select_quotes(store: Store, candidates: list[Candidate], settings: AnswerSet
     the reader's order, each one that `_supports` the first."""
     citations: list[Citation] = []
     taken: list[tuple[str, int, int]] = []
-    best_prior = max((c.score if c.prior is None else c.prior for c in candidates), default=0.0)
+    best_prior = max(map(_scorer_logit, candidates), default=0.0)
     for cand in candidates:
         if len(citations) >= settings.max_quotes:
             break

@@ -31,17 +31,12 @@ def measure(qa: QA, floor, questions) -> tuple[list[Result], list[float], list[f
     return results, [r.latency_ms for r in results], floor_ms[1:]
 
 
-def reading(spec: str) -> dict:
-    """AnswerSettings for a candidate spec: "K" reads the scorer's best K; "K+M" reads M more where none of the
-    K reaches the reader's `reader_sure`."""
+def reading(spec: str) -> tuple[str, dict]:
+    """A candidate spec's name in the table and its AnswerSettings: "K" reads the scorer's best K; "K+M" reads
+    M more where none of the K reaches the reader's `reader_sure`."""
     first, _, more = spec.partition("+")
-    return {"reader_candidates": int(first), "reader_more": int(more or 0)}
-
-
-def reading_label(spec: str) -> str:
-    """How a candidate spec is named in the table."""
-    first, _, more = spec.partition("+")
-    return f"reader, {first} candidates" + (f" (+{more} when unsure)" if more else "")
+    label = f"reader, {first} candidates" + (f" (+{more} when unsure)" if more else "")
+    return label, {"reader_candidates": int(first), "reader_more": int(more or 0)}
 
 
 def main(argv=None) -> int:
@@ -62,7 +57,9 @@ def main(argv=None) -> int:
         base.build()
         floor = flat_floor(base.store(), embedder, settings.answer.candidates)
         configs = [("sentence scorer alone", settings.with_answer(reader=False))]
-        configs += [(reading_label(k), settings.with_answer(**reading(k))) for k in args.candidates.split(",")]
+        for spec in args.candidates.split(","):
+            label, overrides = reading(spec)
+            configs.append((label, settings.with_answer(**overrides)))
         for label, config in configs:
             qa = QA(config, embedder, reader=base.reader)
             results, app_ms, floor_ms = measure(qa, floor, questions)
