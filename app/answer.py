@@ -77,7 +77,8 @@ def apply_readings(reader: str, store: Store, candidates: list[Candidate], count
         start = store.chunks[cand.hit.row].sentences[cand.index][0]
         span = (start + reading.span[0], start + reading.span[1]) if reading.span else None
         score = combined_score(cand.score, verdict, reader)
-        read.append(replace(cand, score=score, probability=reading.probability, span=span, prior=cand.score))
+        read.append(replace(cand, score=score, probability=reading.probability, span=span, prior=cand.score,
+                            start_certainty=reading.start_certainty))
     weakest = min(logits, default=0.0)
     unread = [replace(c, score=combined_score(c.score, weakest, reader), prior=c.score) for c in candidates[count:]]
     return sorted(read, key=lambda c: -c.score) + unread

@@ -32,10 +32,12 @@ PAIRS_PER_PASS = 32  # pairs of several questions in one forward pass: little pa
 
 @dataclass(frozen=True)
 class Reading:
-    """The reader's verdict on one candidate: probability it answers, and the answer's character span in it."""
+    """The reader's verdict on one candidate: probability it answers, the answer's character span in it, and
+    how sure its token head is where that answer starts."""
 
     probability: float
     span: tuple[int, int] | None  # offsets into the candidate text; None when no span stands out
+    start_certainty: float = 0.0  # log-probability of the likeliest answer start among the candidate's tokens
 
 
 class Reader(Protocol):
@@ -116,6 +118,17 @@ def best_spans(start_logits: np.ndarray, end_logits: np.ndarray, candidate_mask:
     return spans
 
 
+def start_certainties(start_logits: np.ndarray, candidate_mask: np.ndarray) -> list[float]:
+    """Per row, the log-softmax of the likeliest start over the candidate's tokens. The token head is trained
+    on answering sentences only: where it puts the start on one token the sentence holds an answer; spread
+    out, it names none, which the pooled probability alone misses on look-alike sentences (eval.fit weighs it)."""
+    out = []
+    for row in range(len(start_logits)):
+        s = start_logits[row, candidate_mask[row]]
+        out.append(-float(np.log(np.exp(s - s.max()).sum())) if len(s) else 0.0)
+    return out
+
+
 def native_bfloat16() -> bool:
     """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX): there the reader's passes take
     0.5-0.6 of float32's time with logits within 0.02; elsewhere bfloat16 is emulated and slower."""
@@ -184,8 +197,9 @@ class CrossEncoderReader:
         with torch.inference_mode():
             logits, span = net(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
         probs = 1.0 / (1.0 + np.exp(-logits.float().numpy()))
-        spans = best_spans(span[..., 0].float().numpy(), span[..., 1].float().numpy(), segment, offsets)
-        return [Reading(float(p), s) for p, s in zip(probs, spans)]
+        starts, ends = span[..., 0].float().numpy(), span[..., 1].float().numpy()
+        spans = best_spans(starts, ends, segment, offsets)
+        return [Reading(float(p), s, c) for p, s, c in zip(probs, spans, start_certainties(starts, segment))]
 
 
 def read_many(reader: Reader, questions: Sequence[str], candidates: Sequence[Sequence[str]]) -> list[list[Reading]]:

@@ -36,7 +36,7 @@ SENTENCE_FEATURES = ("sentence_cosine", "token_match", "window_cosine", "passage
 CONFIDENCE_FEATURES = ("best_score", "margin", "best_dense", "best_coverage", "unknown_names", "known_weight",
                        "number_missing")
 READER_FEATURES = ("scorer", "reader_logit")  # how the reader's verdict and the scorer's combine into the ranking
-READER_CONFIDENCE_FEATURES = CONFIDENCE_FEATURES + ("reader_logit",)
+READER_CONFIDENCE_FEATURES = CONFIDENCE_FEATURES + ("reader_logit", "start_certainty")
 
 # A question that asks for a quantity or a date is not answered by a sentence without one: "How much funding
 # did X commit?" finds X's sentence, but if it gives no figure the documents don't say. A year is a date,
@@ -55,15 +55,20 @@ _NUMBER_WORDS = (r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelv
                  r"hundreds?|thousands?|millions?|billions?|trillions?|dozens?|several|half|double|twice|triple")
 _MONTHS = r"january|february|march|april|may|june|july|august|september|october|november|december"
 _QUANTITY = re.compile(rf"\d+(?:[.,]\d+)*(?!\d)|\b({_NUMBER_WORDS})\b", re.I)
-_DATE = re.compile(rf"\d|\b({_MONTHS})\b", re.I)
+_DATE = re.compile(rf"\d+|\b({_MONTHS})\b", re.I)
 
 
 def answers_the_type(question: str, sentence: str) -> bool:
-    """False when the question asks for a quantity (or a date, or someone) that the sentence does not contain."""
+    """False when the question asks for a quantity (or a date, or someone) that the sentence does not contain.
+    A figure the question itself gives is not its answer: "How many leaders attended the 28th summit?" is not
+    answered by a sentence whose only figure is that 28th."""
     if _WANTS_QUANTITY.search(question):
-        return any(not re.fullmatch(r"(1[89]|20)\d\d", m.group(0)) for m in _QUANTITY.finditer(sentence))
+        given = {m.group(0).lower() for m in _QUANTITY.finditer(question)}
+        return any(not re.fullmatch(r"(1[89]|20)\d\d", m.group(0)) and m.group(0).lower() not in given
+                   for m in _QUANTITY.finditer(sentence))
     if _WANTS_DATE.search(question):
-        return bool(_DATE.search(sentence))
+        given = {m.group(0).lower() for m in _DATE.finditer(question)}
+        return any(m.group(0).lower() not in given for m in _DATE.finditer(sentence))
     if _WANTS_NAME.search(question):
         return bool(_AGENT.search(sentence)) or any(m.start() > 0 for m in _NAME.finditer(sentence.lstrip(" \"'“(")))
     return True
@@ -78,6 +83,7 @@ class Candidate:
     probability: float | None = None  # the reader's probability that this sentence answers
     span: tuple[int, int] | None = None  # the reader's exact answer, document offsets inside the sentence
     prior: float | None = None  # the sentence scorer's logit before the reader combined its verdict in
+    start_certainty: float = 0.0  # the reader's (reader.Reading); 0 for a sentence it did not read
 
 
 @lru_cache(maxsize=1)
@@ -182,7 +188,7 @@ def unknown_names(store: Store, question: str) -> list[str]:
 
 def confidence_features(store: Store, candidates: list[Candidate], question: str,
                         query_terms: list[str], follow_up: bool, read: bool = False) -> np.ndarray:
-    """CONFIDENCE_FEATURES of the best candidate; with `read`, the reader's logit for it as well."""
+    """CONFIDENCE_FEATURES of the best candidate; with `read`, the reader's logit and start certainty for it too."""
     if not candidates:
         return np.zeros(len(READER_CONFIDENCE_FEATURES if read else CONFIDENCE_FEATURES), np.float32)
     best = candidates[0]
@@ -196,7 +202,7 @@ def confidence_features(store: Store, candidates: list[Candidate], question: str
     number_missing = not answers_the_type(question, store.chunks[best.hit.row].sentence(best.index))
     values = [best.score, best.score - runner_up, best.hit.dense, coverage, unknown, known, number_missing]
     if read:
-        values.append(logit(best.probability))
+        values += [logit(best.probability), best.start_certainty]
     return np.asarray(values, np.float32)
 
 
@@ -211,7 +217,7 @@ def confidence(features: np.ndarray, reader: str | None = None) -> float:
     if reader is not None:
         model = reader_fit(reader).get("confidence")
         if not model:
-            return 1.0 / (1.0 + math.exp(-float(features[-1])))
+            return 1.0 / (1.0 + math.exp(-float(features[READER_CONFIDENCE_FEATURES.index("reader_logit")])))
     else:
         model = weights()["confidence"]
     z = float(features @ np.asarray(model["weights"], np.float32) + model["bias"])

@@ -3,7 +3,7 @@ with a shipped reader, fit how its verdict combines with the scorer's, the confi
 the reader's abstention threshold, the same way.
 
     python -m eval.fit [--datasets seed,squad2,covid_qa,wh_readouts,squad_absent] [--max-false-abstention 0.05]
-                       [--unrelated-quantile 0.8] [--reader-only]
+                       [--unrelated-quantile Q ...] [--reader-only]
 
 Only dev questions are read; the test splits stay held out for `python -m eval`. Both models are logistic
 regressions on generic features, fitted with plain NumPy (Newton steps, L2). The abstention threshold is
@@ -19,6 +19,7 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -219,7 +220,7 @@ def choose_combination(read_by_set: dict) -> tuple[np.ndarray, float]:
     return np.array([1.0, best]), 0.0
 
 
-def fit_reader(read_by_set: dict, bank_by_set: dict, max_false: float, quantile: float) -> dict:
+def fit_reader(read_by_set: dict, bank_by_set: dict, max_false: float, quantiles: Sequence[float]) -> dict:
     """How the reader's logit and the scorer's combine (the weight that puts a gold sentence first most often
     on dev, each set weighing the same), the confidence model over the combined ranking plus the reader's
     logit, its threshold, and how far each corpus's answers to the unrelated bank may raise that threshold."""
@@ -244,7 +245,7 @@ def fit_reader(read_by_set: dict, bank_by_set: dict, max_false: float, quantile:
                 ys.append(0.0 if unanswerable else 1.0)
                 ws.append(1.0 / len(group))
                 kinds.append((name, unanswerable, first_holds_gold(row)))
-    w, b = logistic(np.vstack(xs), np.asarray(ys), np.asarray(ws), signs=CONFIDENCE_SIGNS + (1,))
+    w, b = logistic(np.vstack(xs), np.asarray(ys), np.asarray(ws), signs=CONFIDENCE_SIGNS + (1, 1))
 
     def probability(x: np.ndarray) -> np.ndarray:
         return 1 / (1 + np.exp(-(x @ w + b)))
@@ -257,7 +258,34 @@ def fit_reader(read_by_set: dict, bank_by_set: dict, max_false: float, quantile:
             "confidence": {"features": list(scoring.READER_CONFIDENCE_FEATURES),
                            "weights": [round(float(v), 4) for v in w], "bias": round(b, 4)},
             "abstain_below": threshold,
-            "unrelated": choose_rise(scored, unrelated, threshold, quantile, max_false)}
+            "unrelated": choose_quantile(scored, unrelated, threshold, quantiles, max_false)}
+
+
+UNRELATED_QUANTILES = (0.7, 0.8, 0.9, 0.95)
+
+
+def choose_quantile(scored: list[tuple], unrelated: dict[str, np.ndarray], threshold: float,
+                    quantiles: Sequence[float], max_false: float) -> dict:
+    """Of the bank's `quantiles` (each with its cap from `choose_rise`), the rule that declines the most dev
+    unanswerable questions, averaged over the sets that have them; ties go to the lower quantile."""
+    def recall(rule: dict) -> float:
+        rates = []
+        for name, bank in unrelated.items():
+            declined = [p < calibration.corpus_threshold(threshold, bank, rule)
+                        for p, n, unans, _ in scored if n == name and unans]
+            if declined:
+                rates.append(float(np.mean(declined)))
+        return float(np.mean(rates)) if rates else 0.0
+
+    rules = [choose_rise(scored, unrelated, threshold, q, max_false) for q in sorted(quantiles)]
+    recalls = [recall(rule) for rule in rules]
+    print("unrelated quantile -> mean dev abstention recall: "
+          + ", ".join(f"{r['quantile']} (cap {r['cap']}): {v:.3f}" for r, v in zip(rules, recalls)), file=sys.stderr)
+    chosen = rules[max(range(len(rules)), key=lambda i: (round(recalls[i], 6), -i))]
+    for name, bank in unrelated.items():
+        print(f"{name}: bank quantile {np.quantile(bank, chosen['quantile']):.3f}, "
+              f"threshold {calibration.corpus_threshold(threshold, bank, chosen):.2f}", file=sys.stderr)
+    return chosen
 
 
 def choose_rise(scored: list[tuple], unrelated: dict[str, np.ndarray], threshold: float, quantile: float,
@@ -272,9 +300,6 @@ def choose_rise(scored: list[tuple], unrelated: dict[str, np.ndarray], threshold
     for t in np.arange(threshold + 0.01, 1.0, 0.01):
         if raised and all(np.mean(probs < t) <= max_false for probs in answerable if len(probs)):
             cap = float(t)
-    for name, bank in unrelated.items():
-        t = calibration.corpus_threshold(threshold, bank, {"quantile": quantile, "cap": cap})
-        print(f"{name}: bank quantile {np.quantile(bank, quantile):.3f}, threshold {t:.2f}", file=sys.stderr)
     return {"quantile": quantile, "cap": round(cap, 2)}
 
 
@@ -289,8 +314,10 @@ def main(argv=None) -> int:
     parser.add_argument("--reader-only", action="store_true", help="keep the fitted scorer and confidence "
                         "models; only fit the reader's combination, confidence and threshold")
     parser.add_argument("--max-false-abstention", type=float, default=0.05)
-    parser.add_argument("--unrelated-quantile", type=float, default=0.8, help="the share of the unrelated "
-                        "bank a corpus's threshold may rise to decline (app/calibration.py)")
+    parser.add_argument("--unrelated-quantile", type=float, action="append", help="a share of the unrelated "
+                        "bank a corpus's threshold may rise to decline (app/calibration.py); repeat to offer several, "
+                        "the one that declines the most dev unanswerables is kept (default: "
+                        + ", ".join(map(str, UNRELATED_QUANTILES)) + ")")
     parser.add_argument("--index-root", type=Path, help="keep each set's index in INDEX_ROOT/NAME instead")
     parser.add_argument("--dry-run", action="store_true", help="print the weights, do not write scoring.json")
     args = parser.parse_args(argv)
@@ -311,7 +338,8 @@ def main(argv=None) -> int:
     if reader is not None:
         read_by_set = {name: collect_read(qa, dev_by_set[name]) for name, qa in qa_by_set.items()}
         bank_by_set = {name: collect_read(qa, bank_questions()) for name, qa in qa_by_set.items()}
-        reader_fit = fit_reader(read_by_set, bank_by_set, args.max_false_abstention, args.unrelated_quantile)
+        reader_fit = fit_reader(read_by_set, bank_by_set, args.max_false_abstention,
+                                args.unrelated_quantile or UNRELATED_QUANTILES)
         fitted = dict(scoring.weights(), reader={"name": reader.name, "note": "fitted on the dev splits of "
                                                  + args.datasets, **reader_fit})
         print(json.dumps(fitted["reader"], indent=2))

@@ -164,6 +164,10 @@ def test_the_fake_embedder_matches_only_the_same_words():
     ("How much did it invest?", "It invested $3.5 million.", True),
     ("How many people attended?", "In August 2024, the Center hosted an ASEAN Day celebration.", False),  # a year
     ("How much funding did the Fund commit?", "The program is funded by the Fund.", False),
+    ("How many leaders attended the 28th Summit?", "The 28th Summit was held in Kuala Lumpur.", False),  # asked
+    ("How many leaders attended the 28th Summit?", "Ten leaders attended the 28th Summit.", True),
+    ("What date was the 2025 forum held?", "The 2025 forum was held in Tokyo.", False),  # the year it asks about
+    ("What date was the 2025 forum held?", "The 2025 forum was held on 3 May.", True),
     ("In what year was it founded?", "It was founded in 1967.", True),
     ("Which month does the rain start?", "The rain starts in June.", True),
     ("Who funds the program?", "The program is funded by the Fund.", True),  # no figure asked for, a name given

@@ -77,3 +77,15 @@ def test_a_corpus_that_answers_the_bank_raises_its_threshold_once_rebuilt(tmp_pa
 
     fixed = QA(qa.settings.with_answer(abstain_below=0.5), HashEmbedder(), reader=OverlapReader())
     assert fixed.threshold() == 0.5 and not fixed.ask(question).abstained  # a configured threshold is applied as given
+
+
+def test_fit_keeps_the_banks_quantile_that_declines_the_most_dev_unanswerables_within_the_bound():
+    from eval.fit import choose_quantile
+
+    answerable = [(p, "wiki", False, True) for p in np.linspace(0.5, 0.95, 20)]
+    unanswerable = [(p, "wiki", True, False) for p in (0.3, 0.4, 0.45)]
+    bank = {"wiki": np.linspace(0.0, 0.6, 101)}  # its 70% quantile is 0.42, 80% 0.48, 90% 0.54
+    rule = choose_quantile(answerable + unanswerable, bank, 0.2, (0.95, 0.9, 0.8, 0.7), max_false=0.05)
+    # 0.7 declines two of three; 0.8 all three, and so would 0.9 and 0.95, held to the cap where one
+    # answerable question in twenty (the bound) falls under it: the lowest that declines the most is kept
+    assert rule == {"quantile": 0.8, "cap": 0.52}

@@ -12,7 +12,7 @@ import pytest
 
 from app.embedding import HashEmbedder
 from app.qa import QA
-from app.reader import MANIFEST, WEIGHTS, CrossEncoderReader, Reading
+from app.reader import MANIFEST, WEIGHTS, CrossEncoderReader, Reading, start_certainties
 from tests.conftest import DATA, make_settings
 
 TINY_SQUAD = DATA / "squad-tiny.json"
@@ -145,6 +145,28 @@ def test_the_reader_doubts_a_sentence_about_something_else(shipped):
     about = shipped.read("Where was the summit held?", [sentence])[0].probability
     other = shipped.read("What is the capital of Japan?", [sentence])[0].probability
     assert other < about - 0.1
+
+
+def test_start_certainty_is_the_likeliest_starts_log_probability_over_the_candidates_tokens():
+    logits = np.array([[50.0, 9.0, 0.0, 0.0, 0.0], [50.0, 1.0, 1.0, 1.0, 1.0]])
+    candidate = np.array([[False, True, False, False, False], [False, True, True, True, True]])
+    one, spread = start_certainties(logits, candidate)
+    assert one == pytest.approx(0.0) and spread == pytest.approx(-np.log(4))  # the question's token never counts
+
+
+def test_the_reader_is_surer_where_the_answer_starts_when_the_sentence_answers(shipped):
+    held = "The 28th ASEAN-Japan Summit was held in Kuala Lumpur, the capital of Malaysia."
+    opened = ("The meeting began with an opening remark by Dato' Seri Anwar bin Ibrahim, the Prime Minister of "
+              "Malaysia and chairman of the meeting.")
+    launched = "North Korea conducted the ballistic missile launch on October 22."
+    answered = [("Where was the summit held?", held), ("Who chaired the meeting?", opened),
+                ("When did North Korea launch the missile?", launched)]
+    not_said = [("Who founded the summit?", held), ("How much funding did Malaysia pledge?", opened),
+                ("How far did the missile fly?", launched)]  # the same sentences, asked what they do not say
+    sure = [shipped.read(q, [s])[0].start_certainty for q, s in answered]
+    unsure = [shipped.read(q, [s])[0].start_certainty for q, s in not_said]
+    assert all(a > b for a, b in zip(sure, unsure)) and np.mean(sure) > np.mean(unsure) + 0.3
+    assert max(sure) <= 0.0
 
 
 class WordReader:
