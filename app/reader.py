@@ -37,7 +37,7 @@ class Reading:
 
     probability: float
     span: tuple[int, int] | None  # offsets into the candidate text; None when no span stands out
-    start_certainty: float = 0.0  # log-probability of the likeliest answer start among the candidate's tokens
+    start_certainty: float = 0.0  # log-probability of the likeliest answer start (0: sure, or no token head)
 
 
 class Reader(Protocol):
@@ -120,8 +120,8 @@ def best_spans(start_logits: np.ndarray, end_logits: np.ndarray, candidate_mask:
 
 def start_certainties(start_logits: np.ndarray, candidate_mask: np.ndarray) -> list[float]:
     """Per row, the log-softmax of the likeliest start over the candidate's tokens. The token head is trained
-    on answering sentences only: where it puts the start on one token the sentence holds an answer; spread
-    out, it names none, which the pooled probability alone misses on look-alike sentences (eval.fit weighs it)."""
+    on answering sentences only: sure of one start, the sentence holds an answer; spread out, it names none.
+    A second signal for abstention beside the pooled probability (eval.fit weighs both)."""
     out = []
     for row in range(len(start_logits)):
         s = start_logits[row, candidate_mask[row]]
