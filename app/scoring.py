@@ -58,17 +58,20 @@ _QUANTITY = re.compile(rf"\d+(?:[.,]\d+)*(?!\d)|\b({_NUMBER_WORDS})\b", re.I)
 _DATE = re.compile(rf"\d+|\b({_MONTHS})\b", re.I)
 
 
+def _figures_not_given(pattern: re.Pattern, question: str, sentence: str) -> list[str]:
+    """The sentence's matches of `pattern` that the question does not itself contain."""
+    given = {m.group(0).lower() for m in pattern.finditer(question)}
+    return [m.group(0) for m in pattern.finditer(sentence) if m.group(0).lower() not in given]
+
+
 def answers_the_type(question: str, sentence: str) -> bool:
     """False when the question asks for a quantity (or a date, or someone) that the sentence does not contain.
     A figure the question itself gives is not its answer: "How many leaders attended the 28th summit?" is not
     answered by a sentence whose only figure is that 28th."""
     if _WANTS_QUANTITY.search(question):
-        given = {m.group(0).lower() for m in _QUANTITY.finditer(question)}
-        return any(not re.fullmatch(r"(1[89]|20)\d\d", m.group(0)) and m.group(0).lower() not in given
-                   for m in _QUANTITY.finditer(sentence))
+        return any(not re.fullmatch(r"(1[89]|20)\d\d", f) for f in _figures_not_given(_QUANTITY, question, sentence))
     if _WANTS_DATE.search(question):
-        given = {m.group(0).lower() for m in _DATE.finditer(question)}
-        return any(m.group(0).lower() not in given for m in _DATE.finditer(sentence))
+        return bool(_figures_not_given(_DATE, question, sentence))
     if _WANTS_NAME.search(question):
         return bool(_AGENT.search(sentence)) or any(m.start() > 0 for m in _NAME.finditer(sentence.lstrip(" \"'“(")))
     return True

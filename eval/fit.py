@@ -46,6 +46,7 @@ def dataset_paths(name: str, index_root: Path | None) -> tuple[Path, Path, Path]
 
 L2 = 1.0
 CONFIDENCE_SIGNS = (1, 1, 1, 1, -1, 1, -1)  # in scoring.CONFIDENCE_FEATURES order
+READER_CONFIDENCE_SIGNS = CONFIDENCE_SIGNS + (1, 1)  # then reader_logit, start_certainty
 
 
 def logistic(x: np.ndarray, y: np.ndarray, sample_weight: np.ndarray, signs: tuple[int, ...],
@@ -245,7 +246,7 @@ def fit_reader(read_by_set: dict, bank_by_set: dict, max_false: float, quantiles
                 ys.append(0.0 if unanswerable else 1.0)
                 ws.append(1.0 / len(group))
                 kinds.append((name, unanswerable, first_holds_gold(row)))
-    w, b = logistic(np.vstack(xs), np.asarray(ys), np.asarray(ws), signs=CONFIDENCE_SIGNS + (1, 1))
+    w, b = logistic(np.vstack(xs), np.asarray(ys), np.asarray(ws), signs=READER_CONFIDENCE_SIGNS)
 
     def probability(x: np.ndarray) -> np.ndarray:
         return 1 / (1 + np.exp(-(x @ w + b)))
