@@ -5,7 +5,8 @@ Sentences are scored by the fitted sentence model (scoring.py); the reader (read
 reads the best of them against the question and marks the exact answer in each, and its verdict weighs in
 the ranking as much as eval.fit found it should (scoring.combined_score). The best sentence becomes the
 answer, joined with a neighbour when it cannot stand alone (it opens with a pronoun pointing back, or it
-introduces a list with a colon); up to three more quotes that add something follow.
+introduces a list with a colon) or when that neighbour is the runner-up, rated nearly as likely (two halves of
+one statement read as one quote, not as [1] and [2]); up to three more quotes that add something follow.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .settings import AnswerSettings
 from .store import Store
 
 SUPPORT_MARGIN = 0.5  # supporting quotes score within this many logits of the best one: at least ~60% as likely
+MAX_JOINED_CHARS = 420  # a quote of two sentences stays a quote, not a wall of text
 NEAR_DUPLICATE = 0.6
 _BACK_REFERENCE = re.compile(
     r"^(it|its|this|that|these|those|they|their|them|he|she|his|her|such|there|the latter|the former|both|"
@@ -38,7 +40,7 @@ def quote_span(store: Store, cand: Candidate) -> tuple[int, int]:
         end = sentences[cand.index + 1][1]
     elif cand.index > 0 and (_BACK_REFERENCE.match(text) or len(text) < 50):
         prev_text = chunk.sentence(cand.index - 1)
-        if len(prev_text) + len(text) < 420 or prev_text.rstrip().endswith(":"):
+        if len(prev_text) + len(text) < MAX_JOINED_CHARS or prev_text.rstrip().endswith(":"):
             start = sentences[cand.index - 1][0]
     return start, end
 
@@ -116,9 +118,26 @@ def _supports(cand: Candidate, first: Candidate, best_prior: float) -> bool:
     return cand.score >= first.score - SUPPORT_MARGIN or _scorer_logit(cand) >= best_prior - SUPPORT_MARGIN
 
 
+def first_quote_span(store: Store, candidates: list[Candidate], best_prior: float) -> tuple[int, int]:
+    """The best sentence's quote (`quote_span`), joined with the runner-up when that is the sentence just
+    before or after it in its passage and it `_supports` the best: the answer often runs across the two
+    ("... built a small settlement on the harbour." "Some sources suggest they named it Ziz.")."""
+    best = candidates[0]
+    start, end = quote_span(store, best)
+    if len(candidates) > 1:
+        runner_up = candidates[1]
+        if (runner_up.hit.row == best.hit.row and abs(runner_up.index - best.index) == 1
+                and _supports(runner_up, best, best_prior)):
+            s, e = store.chunks[best.hit.row].sentences[runner_up.index]
+            if max(end, e) - min(start, s) < MAX_JOINED_CHARS:
+                start, end = min(start, s), max(end, e)
+    return start, end
+
+
 def select_quotes(store: Store, candidates: list[Candidate], settings: AnswerSettings) -> list[Citation]:
-    """The best quote first, then up to three supporting quotes that add something (no near-duplicates), in
-    the reader's order, each one that `_supports` the first."""
+    """The best quote first (`first_quote_span`), then up to three supporting quotes that add something (no
+    near-duplicates, nothing the first already quotes), in the reader's order, each one that `_supports` the
+    first."""
     citations: list[Citation] = []
     taken: list[tuple[str, int, int]] = []
     best_prior = max(map(_scorer_logit, candidates), default=0.0)
@@ -128,7 +147,7 @@ def select_quotes(store: Store, candidates: list[Candidate], settings: AnswerSet
         if citations and not _supports(cand, candidates[0], best_prior):
             continue
         chunk = store.chunks[cand.hit.row]
-        start, end = quote_span(store, cand) if not citations else chunk.sentences[cand.index]
+        start, end = first_quote_span(store, candidates, best_prior) if not citations else chunk.sentences[cand.index]
         quote = chunk.text_at(start, end)
         if any(doc == chunk.doc and s < end and start < e for doc, s, e in taken):
             continue

@@ -177,3 +177,39 @@ def test_the_fake_embedder_matches_only_the_same_words():
 ])
 def test_a_question_for_a_figure_or_a_person_needs_one_in_the_sentence(question, sentence, answers):
     assert answers_the_type(question, sentence) is answers
+
+
+FERRY = ("The ferry leaves the north pier every morning at seven o'clock sharp. "
+         "Tickets are sold at the kiosk beside the harbour master's office. "
+         "The crossing to the island takes about forty minutes in calm weather. "
+         "Bicycles travel free of charge on the lower deck of the ferry.\n")
+
+
+def test_the_runner_up_next_to_the_best_sentence_is_quoted_with_it_when_nearly_as_likely(tmp_path):
+    from app.answer import quote_span, select_quotes
+    from app.scoring import Candidate
+
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "ferry.txt").write_text(FERRY, encoding="utf-8")
+    qa = QA(Settings(corpus=tmp_path / "corpus", index=tmp_path / "index"), HashEmbedder(), reader=None)
+    qa.build()
+    store = qa.store()
+    hit = qa.search("When does the ferry leave?").hits[0]
+    sentences = store.chunks[hit.row].sentences
+    assert len(sentences) == 4
+
+    def cand(index: int, score: float) -> Candidate:
+        return Candidate(score, 0, hit, index)
+
+    def first(*candidates: Candidate) -> tuple[int, int]:
+        citation = select_quotes(store, list(candidates), qa.settings.answer)[0]
+        return citation.start, citation.end
+
+    alone = quote_span(store, cand(1, 2.0))
+    assert alone == sentences[1]
+    assert first(cand(1, 2.0), cand(2, 1.8), cand(0, 0.0)) == (sentences[1][0], sentences[2][1])  # the next one
+    assert first(cand(2, 2.0), cand(1, 1.8)) == (sentences[1][0], sentences[2][1])  # the one before
+    assert first(cand(1, 2.0), cand(2, 0.5)) == alone  # not nearly as likely
+    assert first(cand(1, 2.0), cand(3, 1.9)) == alone  # not next to it
+    quotes = [c.quote for c in select_quotes(store, [cand(1, 2.0), cand(2, 1.9), cand(3, 1.8)], qa.settings.answer)]
+    assert len(quotes) == 2 and "forty minutes" in quotes[0] and "Bicycles" in quotes[1]  # quoted once, not again
