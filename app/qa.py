@@ -135,7 +135,7 @@ class QA:
         """The confidence of each bank question on this index: asked once per build, kept beside it."""
         with self._calibration_lock:
             if store.folder not in self._unrelated:
-                key = calibration.cache_key(store.folder.name, self.embedder.model_id, self._reader_name(),
+                key = calibration.cache_key(store.folder.name, self.embedder.query_id, self._reader_name(),
                                             scoring.weights(), asdict(self.settings.answer))
                 values = calibration.cached(store.folder, key)
                 if values is None:
@@ -194,7 +194,7 @@ class QA:
             earlier = [acronyms.expand(q, store.acronyms) for q in context] if follow_up else []
             plans.append((question, context, follow_up, own, earlier))
         texts = [text for _, _, _, own, earlier in plans for text in (own, *earlier)]
-        embedded = self.embedder.embed(texts)  # one batch: the model runs once for all the questions
+        embedded = self.embedder.embed_query(texts)  # one batch: the model runs once for all the questions
         words = self.embedder.word_vectors(list(questions))
         out, at = [], 0
         for (question, context, follow_up, own, earlier), question_words in zip(plans, words):

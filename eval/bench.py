@@ -214,7 +214,7 @@ class TimedEmbedder:
 
     def __init__(self, inner) -> None:
         self.inner = inner
-        self.model_id = inner.model_id
+        self.model_id, self.query_id = inner.model_id, inner.query_id
         self.dimension = inner.dimension
         self.seconds = 0.0
         self.texts = 0
@@ -225,6 +225,9 @@ class TimedEmbedder:
         self.seconds += time.perf_counter() - started
         self.texts += len(texts)
         return out
+
+    def embed_query(self, texts):
+        return self.inner.embed_query(texts)
 
     def word_vectors(self, texts):
         return self.inner.word_vectors(texts)
@@ -268,12 +271,15 @@ class SyntheticPassageVectors:
     def __init__(self, real) -> None:
         self.real = real
         self.fake = SignedHashVectors(real.dimension)
-        self.model_id = real.model_id
+        self.model_id, self.query_id = real.model_id, real.query_id
         self.dimension = real.dimension
         self.building = True
 
     def embed(self, texts):
         return (self.fake if self.building else self.real).embed(texts)
+
+    def embed_query(self, texts):
+        return self.real.embed_query(texts)
 
     def word_vectors(self, texts):
         return self.real.word_vectors(texts)
@@ -313,6 +319,7 @@ def real_embedder():
 
     embedder = SentenceTransformerEmbedder()
     embedder.embed(["warm up the model", "and its tokenizer"])
+    embedder.embed_query(["warm up the question tower"])
     return embedder
 
 

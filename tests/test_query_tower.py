@@ -1,0 +1,85 @@
+"""The query tower: its training pipeline (a tiny run), its shipped weights (offline, no pickle, only the
+layers it trained), and question vectors that live in the index's space."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.embedding import QUERY_TOWER_FILE, SentenceTransformerEmbedder
+from tests.conftest import DATA
+
+TINY_SQUAD = DATA / "squad-tiny.json"
+
+
+def train(tmp_path: Path, name: str, *extra: str) -> Path:
+    from train.query_tower import main
+
+    out = tmp_path / name
+    argv = ["--data", str(TINY_SQUAD), "--steps", "4", "--batch", "4", "--top", "1", "--save-every", "1",
+            "--checkpoint", str(tmp_path / f"{name}-checkpoint"), "--out", str(out), *extra]
+    assert main(argv) == 0
+    return out
+
+
+def test_a_tiny_training_run_writes_the_top_layers_and_a_manifest_and_resumes_to_the_same_weights(tmp_path):
+    from safetensors.numpy import load_file
+
+    whole = train(tmp_path, "whole")
+    manifest = json.loads((whole / "query_tower.json").read_text(encoding="utf-8"))
+    assert manifest["steps"] == 4 and manifest["seed"] == 13 and manifest["top"] == 1
+    assert len(manifest["data"]["sha256"]) == 64 and manifest["command"].startswith("python -m train.query_tower")
+    weights = load_file(str(whole / "query_tower.safetensors"))
+    assert weights and all(k.startswith("encoder.layer.5.") for k in weights)  # only what training changed
+
+    train(tmp_path, "resumed", "--stop-at", "2")
+    resumed = train(tmp_path, "resumed")  # the same command again: continues from step 2
+    assert json.loads((resumed / "query_tower.json").read_text())["steps"] == 4
+    again = load_file(str(resumed / "query_tower.safetensors"))
+    for key in weights:
+        assert np.allclose(again[key].astype(np.float32), weights[key].astype(np.float32), atol=2e-3), key
+
+
+@pytest.fixture(scope="module")
+def real() -> SentenceTransformerEmbedder:
+    return SentenceTransformerEmbedder()
+
+
+def test_the_shipped_tower_loads_offline_without_pickle_and_shares_the_untrained_layers(real, monkeypatch):
+    assert QUERY_TOWER_FILE.is_file() and QUERY_TOWER_FILE.stat().st_size < 20e6
+    header = int.from_bytes(QUERY_TOWER_FILE.read_bytes()[:8], "little")
+    assert json.loads(QUERY_TOWER_FILE.read_bytes()[8:8 + header])  # a safetensors header, not a pickle stream
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("pickle used")
+
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    fresh = SentenceTransformerEmbedder()
+    tower, bundled = fresh.query_model[0].auto_model, fresh.model[0].auto_model
+    assert tower.embeddings is bundled.embeddings and tower.encoder.layer[0] is bundled.encoder.layer[0]
+    assert tower.encoder.layer[-1] is not bundled.encoder.layer[-1]
+    manifest = json.loads(QUERY_TOWER_FILE.with_suffix(".json").read_text(encoding="utf-8"))
+    assert fresh.query_id.endswith(manifest["name"]) and manifest["data"]["licence"] == "CC BY-SA 4.0"
+
+
+def test_question_vectors_find_the_answering_sentence_among_the_bundled_models_sentence_vectors(real):
+    sentences = [
+        "The meeting took place in Kuala Lumpur on 26 October 2025.",
+        "Prime Minister Takaichi made her first visit to the region as leader.",
+        "Japan pledged support for maritime security cooperation in the region.",
+        "The leaders adopted a joint statement on artificial intelligence.",
+    ]
+    questions = ["Was this her first trip to the region?", "What did Japan pledge support for?",
+                 "What did the leaders adopt a statement on?"]
+    answers = [1, 2, 3]
+    vectors = real.embed(sentences)
+    queries = real.embed_query(questions)
+    assert np.allclose(np.linalg.norm(queries, axis=1), 1.0, atol=1e-4)
+    assert list(np.argmax(queries @ vectors.T, axis=1)) == answers
+    # the same space as the bundled model's own question vectors, not a new one
+    assert np.all(np.sum(queries * real.embed(questions), axis=1) > 0.6)
