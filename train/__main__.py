@@ -19,7 +19,6 @@ import json
 import random
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -207,15 +206,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     body = [p for n, p in net.named_parameters() if p.requires_grad and not n.startswith(("rank.", "span."))]
     optimizer = torch.optim.AdamW([{"params": body, "lr": args.lr_body}, {"params": heads, "lr": args.lr_head}],
                                   weight_decay=0.01)
-    warmup = max(1, args.steps // 20)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (args.steps - s) / max(1, args.steps - warmup))))
     settings = {"layers": args.layers, "seed": args.seed, "steps": args.steps}
     step, earlier = checkpoint.load(args.checkpoint, net, optimizer, settings, "train")
-    with warnings.catch_warnings():  # replaying the schedule to the resumed step, before any optimiser step
-        warnings.simplefilter("ignore", UserWarning)
-        for _ in range(step):
-            schedule.step()
+    schedule = checkpoint.schedule(optimizer, args.steps, step)
     if step:
         print(f"train: resuming at step {step}", flush=True)
     net.train()

@@ -1,4 +1,4 @@
-"""Checkpoints and manifests shared by the training commands (`python -m train`, `python -m train.query_tower`).
+"""Checkpoints, the resumable learning-rate schedule and manifests shared by the training commands (`python -m train`, `python -m train.query_tower`).
 
 A checkpoint is the trained parameters and the Adam moments as safetensors (never pickle) plus a JSON file with
 the step, the minutes spent and the settings that define the run; a run resumes only from a checkpoint made
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import warnings
 from pathlib import Path
 
 from app.documents import file_sha256
@@ -51,6 +52,21 @@ def load(folder: Path, module, optimizer, settings: dict, command: str) -> tuple
                                       "exp_avg": tensors[f"adam.{name}.exp_avg"],
                                       "exp_avg_sq": tensors[f"adam.{name}.exp_avg_sq"]}
     return int(meta["step"]), float(meta.get("minutes", 0.0))
+
+
+def schedule(optimizer, steps: int, done: int):
+    """The learning rate: linear warm-up over the first 5% of `steps`, then linear decay to 0; replayed to the
+    `done` steps of a resumed run, so that it follows the rates an unbroken run would."""
+    import torch
+
+    warmup = max(1, steps // 20)
+    lr = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup))))
+    with warnings.catch_warnings():  # stepped before any optimiser step, which torch warns about
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(done):
+            lr.step()
+    return lr
 
 
 def data_record(data: Path) -> dict:

@@ -21,7 +21,6 @@ import argparse
 import json
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -137,8 +136,7 @@ def dev_figures(tower: Tower, items, vectors, row) -> dict:
     sims = q @ vectors[paragraphs].T
     gold = np.array([where[row[it[3]]] for it in items])
     rank = (sims > sims[np.arange(len(items)), gold][:, None]).sum(1)
-    n = max(len(items), 1)
-    return {"questions": len(items), "sentence_first": round(first / n, 4),
+    return {"questions": len(items), "sentence_first": round(first / len(items), 4),
             "paragraph_first": round(float((rank == 0).mean()), 4), "paragraph_top5": round(float((rank < 5).mean()), 4)}
 
 
@@ -176,15 +174,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     row = {t: i for i, t in enumerate(texts)}
     tower = Tower(args.top)
     optimizer = torch.optim.AdamW(tower.parameters(), lr=args.lr, weight_decay=0.01)
-    warmup = max(1, args.steps // 20)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (args.steps - s) / max(1, args.steps - warmup))))
     settings = {"top": args.top, "seed": args.seed, "steps": args.steps, "questions": args.questions}
     step, earlier = checkpoint.load(args.checkpoint, tower.net, optimizer, settings, "train.query_tower")
-    with warnings.catch_warnings():  # replaying the schedule to the resumed step, before any optimiser step
-        warnings.simplefilter("ignore", UserWarning)
-        for _ in range(step):
-            schedule.step()
+    schedule = checkpoint.schedule(optimizer, args.steps, step)
     before = dev_figures(Tower(0), held_out, vectors, row)
     print("train.query_tower: bundled model dev " + json.dumps(before), flush=True)
     tower.net.train()
