@@ -91,18 +91,17 @@ class SentenceTransformerEmbedder:
                 self._query_model = self.model
             else:
                 from safetensors.torch import load_file
-                from sentence_transformers import SentenceTransformer
 
-                tower = SentenceTransformer(str(bundled_model_path()), device=self.device)
-                state = {k: v.float() for k, v in load_file(str(QUERY_TOWER_FILE)).items()}
-                bert, bundled = tower[0].auto_model, self.model[0].auto_model
-                unexpected = bert.load_state_dict(state, strict=False).unexpected_keys
+                state = load_file(str(QUERY_TOWER_FILE))  # fp16: load_state_dict casts as it copies
+                bundled = self.model[0].auto_model
+                modules = {"embeddings": bundled.embeddings}
+                modules.update((f"encoder.layer.{i}", layer) for i, layer in enumerate(bundled.encoder.layer))
+                shared = [m for name, m in modules.items() if not any(k.startswith(name + ".") for k in state)]
+                # a deep copy in which the shared modules stay the very same objects: only the trained ones cost memory
+                tower = copy.deepcopy(self.model, memo={id(m): m for m in shared})
+                unexpected = tower[0].auto_model.load_state_dict(state, strict=False).unexpected_keys
                 if unexpected:
                     raise ValueError(f"{QUERY_TOWER_FILE.name} holds weights this model lacks: {unexpected[:3]}")
-                bert.embeddings = bundled.embeddings
-                trained = {int(k.split(".")[2]) for k in state if k.startswith("encoder.layer.")}
-                for i in set(range(len(bert.encoder.layer))) - trained:
-                    bert.encoder.layer[i] = bundled.encoder.layer[i]
                 self._query_model = tower
         return self._query_model
 
