@@ -88,12 +88,12 @@ def tokenizer():
     return AutoTokenizer.from_pretrained(str(bundled_model_path()))
 
 
-def encode(tok, questions: Sequence[str], candidates: Sequence[str]):
+def encode(tok, questions: Sequence[str], candidates: Sequence[str], max_tokens: int = MAX_TOKENS):
     """Token ids for (question, candidate) pairs, with candidate offsets for mapping spans back to text."""
     short = {q: tok.decode(tok(q, add_special_tokens=False, truncation=True, max_length=MAX_QUESTION_TOKENS)["input_ids"])
              for q in set(questions)}
     return tok([short[q] for q in questions], list(candidates), truncation="only_second",
-               max_length=MAX_TOKENS, padding=True, pad_to_multiple_of=16,  # few shapes: small kernel caches
+               max_length=max_tokens, padding=True, pad_to_multiple_of=16,  # few shapes: small kernel caches
                return_offsets_mapping=True, return_tensors="pt")
 
 

