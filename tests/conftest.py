@@ -96,3 +96,10 @@ def current_build(qa: QA) -> Path:
     folder = IndexDir(qa.settings.index).current()
     assert folder is not None
     return folder
+
+
+def tiny_training(main, tmp_path: Path, name: str, *argv: str) -> Path:
+    """Run a training command's `main` with its checkpoint and output under tmp_path/name; the output folder."""
+    out = tmp_path / name
+    assert main([*argv, "--checkpoint", str(tmp_path / f"{name}-checkpoint"), "--out", str(out)]) == 0
+    return out

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tests.conftest import DATA
+from tests.conftest import DATA, tiny_training
 
 TINY_SQUAD = DATA / "squad-tiny.json"
 
@@ -18,12 +18,8 @@ TINY_SQUAD = DATA / "squad-tiny.json"
 def train(tmp_path: Path, name: str, *extra: str) -> Path:
     from train.passage_reader import main
 
-    out = tmp_path / name
-    argv = ["--data", str(TINY_SQUAD), "--steps", "4", "--questions-per-step", "2", "--layers", "1",
-            "--save-every", "1", "--checkpoint", str(tmp_path / f"{name}-checkpoint"), "--out", str(out),
-            "--dev-questions", "4", *extra]
-    assert main(argv) == 0
-    return out
+    return tiny_training(main, tmp_path, name, "--data", str(TINY_SQUAD), "--steps", "4", "--questions-per-step",
+                        "2", "--layers", "1", "--save-every", "1", "--dev-questions", "4", *extra)
 
 
 def test_each_question_reads_its_own_paragraph_first_and_an_alike_one_without_its_answer(tmp_path):

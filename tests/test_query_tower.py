@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from app.embedding import QUERY_TOWER_FILE, SentenceTransformerEmbedder
-from tests.conftest import DATA
+from tests.conftest import DATA, tiny_training
 
 TINY_SQUAD = DATA / "squad-tiny.json"
 
@@ -19,11 +19,8 @@ TINY_SQUAD = DATA / "squad-tiny.json"
 def train(tmp_path: Path, name: str, *extra: str) -> Path:
     from train.query_tower import main
 
-    out = tmp_path / name
-    argv = ["--data", str(TINY_SQUAD), "--steps", "4", "--batch", "4", "--top", "1", "--save-every", "1",
-            "--checkpoint", str(tmp_path / f"{name}-checkpoint"), "--out", str(out), *extra]
-    assert main(argv) == 0
-    return out
+    return tiny_training(main, tmp_path, name, "--data", str(TINY_SQUAD), "--steps", "4", "--batch", "4", "--top",
+                        "1", "--save-every", "1", *extra)
 
 
 def test_a_tiny_training_run_writes_the_top_layers_and_a_manifest_and_resumes_to_the_same_weights(tmp_path):

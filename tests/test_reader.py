@@ -13,7 +13,7 @@ import pytest
 from app.embedding import HashEmbedder
 from app.qa import QA
 from app.reader import MANIFEST, WEIGHTS, CrossEncoderReader, Reading, start_certainties
-from tests.conftest import DATA, make_settings
+from tests.conftest import DATA, make_settings, tiny_training
 
 TINY_SQUAD = DATA / "squad-tiny.json"
 
@@ -21,12 +21,8 @@ TINY_SQUAD = DATA / "squad-tiny.json"
 def train(tmp_path: Path, name: str, *extra: str) -> Path:
     from train.__main__ import main
 
-    out = tmp_path / name
-    argv = ["--data", str(TINY_SQUAD), "--steps", "4", "--questions-per-step", "2", "--layers", "1",
-            "--save-every", "1", "--checkpoint", str(tmp_path / f"{name}-checkpoint"), "--out", str(out),
-            "--dev-questions", "4", *extra]
-    assert main(argv) == 0
-    return out
+    return tiny_training(main, tmp_path, name, "--data", str(TINY_SQUAD), "--steps", "4", "--questions-per-step",
+                        "2", "--layers", "1", "--save-every", "1", "--dev-questions", "4", *extra)
 
 
 def test_a_tiny_training_run_writes_weights_and_manifest_and_resumes_to_the_same_weights(tmp_path):

@@ -51,12 +51,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--swap-rate", type=float, default=0.0, help="share of questions also asked with a name or "
                    "year swapped, against their own answer sentence (label: does not answer)")
     p.add_argument("--init", type=Path, default=None, help="start from these reader weights (a second stage)")
-    p.add_argument("--max-minutes", type=float, default=None, help="stop (checkpointed) after this long")
-    p.add_argument("--stop-at", type=int, default=None, metavar="STEP",
-                   help="stop (checkpointed) at this step; the schedule still spans --steps")
-    p.add_argument("--save-every", type=int, default=200)
-    p.add_argument("--checkpoint", type=Path, default=ROOT / "train" / "checkpoints")
-    p.add_argument("--out", type=Path, default=ROOT / "app" / "models")
+    checkpoint.add_run_options(p, ROOT / "train" / "checkpoints", ROOT / "app" / "models", save_every=200)
     p.add_argument("--dev-questions", type=int, default=400)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.add_argument("--bf16", action="store_true", help="forward and backward in bfloat16 autocast (weights and "
@@ -158,6 +153,17 @@ def loss_of(net, batch, span_weight: float, list_weight: float = 0.0):
     return rank + span_weight * span_loss + list_weight * listed, rank.item(), span_loss.item()
 
 
+def reader_optimiser(net, lr_body: float, lr_head: float):
+    """AdamW over what training changes, the two heads at their own (higher) rate; and those parameters."""
+    import torch
+
+    heads = [p for n, p in net.named_parameters() if n.startswith(("rank.", "span."))]
+    body = [p for n, p in net.named_parameters() if p.requires_grad and not n.startswith(("rank.", "span."))]
+    optimizer = torch.optim.AdamW([{"params": body, "lr": lr_body}, {"params": heads, "lr": lr_head}],
+                                  weight_decay=0.01)
+    return optimizer, body + heads
+
+
 def write_weights(out: Path, net, manifest: dict) -> None:
     from safetensors.torch import save_file
 
@@ -202,10 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         net.load_state_dict({k: v.float() for k, v in load_file(str(args.init)).items()}, strict=False)
     tok = tokenizer()
-    heads = [p for n, p in net.named_parameters() if n.startswith(("rank.", "span."))]
-    body = [p for n, p in net.named_parameters() if p.requires_grad and not n.startswith(("rank.", "span."))]
-    optimizer = torch.optim.AdamW([{"params": body, "lr": args.lr_body}, {"params": heads, "lr": args.lr_head}],
-                                  weight_decay=0.01)
+    optimizer, params = reader_optimiser(net, args.lr_body, args.lr_head)
     settings = {"layers": args.layers, "seed": args.seed, "steps": args.steps}
     step, earlier = checkpoint.load(args.checkpoint, net, optimizer, settings, "train")
     schedule = checkpoint.schedule(optimizer, args.steps, step)
@@ -223,11 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.manual_seed(args.seed + step)  # dropout, the same on resume
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
             loss, rank, span = loss_of(net, batch, args.span_weight, args.list_weight)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(body + heads, 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
+        checkpoint.optimise(loss, params, optimizer, schedule)
         step += 1
         seen += len(batch[3])
         if step % 50 == 0:

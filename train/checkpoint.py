@@ -69,6 +69,28 @@ def schedule(optimizer, steps: int, done: int):
     return lr
 
 
+def add_run_options(parser, checkpoint: Path, out: Path, save_every: int) -> None:
+    """The options every training command shares: where its checkpoint and weights go, when it stops (a stopped
+    run resumes with the same command) and how often it saves."""
+    parser.add_argument("--max-minutes", type=float, default=None, help="stop (checkpointed) after this long")
+    parser.add_argument("--stop-at", type=int, default=None, metavar="STEP",
+                        help="stop (checkpointed) at this step; the schedule still spans --steps")
+    parser.add_argument("--save-every", type=int, default=save_every)
+    parser.add_argument("--checkpoint", type=Path, default=checkpoint)
+    parser.add_argument("--out", type=Path, default=out)
+
+
+def optimise(loss, params: list, optimizer, schedule) -> None:
+    """One step of the readers' training: gradients clipped to norm 1, the learning rate advanced."""
+    import torch
+
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+    schedule.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
 def data_record(data: Path) -> dict:
     """The training data as a manifest names it: file, sha256, licence and source."""
     return {"file": data.name, "sha256": file_sha256(data), "licence": "CC BY-SA 4.0",

@@ -28,7 +28,7 @@ from app.reader import MAX_ANSWER_TOKENS, best_spans, build_net, encode, native_
 from eval.metrics import answer_words, token_f1
 
 from . import checkpoint
-from .__main__ import DATA, ROOT, _init_manifest, forward_by_length
+from .__main__ import DATA, ROOT, _init_manifest, forward_by_length, reader_optimiser
 from .examples import PassageExample, load_passage_examples
 
 MAX_TOKENS = 256  # question and passage: a 900-character passage is about 200 tokens
@@ -47,12 +47,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=25)
     p.add_argument("--lr-body", type=float, default=3e-5)
     p.add_argument("--lr-head", type=float, default=5e-4)
-    p.add_argument("--max-minutes", type=float, default=None, help="stop (checkpointed) after this long")
-    p.add_argument("--stop-at", type=int, default=None, metavar="STEP",
-                   help="stop (checkpointed) at this step; the schedule still spans --steps")
-    p.add_argument("--save-every", type=int, default=100)
-    p.add_argument("--checkpoint", type=Path, default=ROOT / "train" / "checkpoints-passage")
-    p.add_argument("--out", type=Path, default=ROOT / "app" / "models")
+    checkpoint.add_run_options(p, ROOT / "train" / "checkpoints-passage", ROOT / "app" / "models", save_every=100)
     p.add_argument("--dev-questions", type=int, default=400)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.add_argument("--bf16", action="store_true", help="forward and backward in bfloat16 autocast")
@@ -177,10 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.init is not None and args.init.is_file():
         net.load_state_dict({k: v.float() for k, v in load_file(str(args.init)).items()}, strict=False)
     tok = tokenizer()
-    heads = [p for n, p in net.named_parameters() if n.startswith(("rank.", "span."))]
-    body = [p for n, p in net.named_parameters() if p.requires_grad and not n.startswith(("rank.", "span."))]
-    optimizer = torch.optim.AdamW([{"params": body, "lr": args.lr_body}, {"params": heads, "lr": args.lr_head}],
-                                  weight_decay=0.01)
+    optimizer, params = reader_optimiser(net, args.lr_body, args.lr_head)
     settings = {"layers": args.layers, "seed": args.seed, "steps": args.steps, "passages": True}
     step, earlier = checkpoint.load(args.checkpoint, net, optimizer, settings, "train.passage_reader")
     schedule = checkpoint.schedule(optimizer, args.steps, step)
@@ -195,11 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.manual_seed(args.seed + step)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
             loss, rank, span = loss_of(net, batch)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(body + heads, 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
+        checkpoint.optimise(loss, params, optimizer, schedule)
         step += 1
         seen += len(batch[3])
         if step % 25 == 0:

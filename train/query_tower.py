@@ -43,13 +43,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=3e-5)
     p.add_argument("--scale", type=float, default=20.0, help="cosine to logit scale of the contrastive losses")
     p.add_argument("--seed", type=int, default=13)
-    p.add_argument("--max-minutes", type=float, default=None, help="stop (checkpointed) after this long")
-    p.add_argument("--stop-at", type=int, default=None, metavar="STEP",
-                   help="stop (checkpointed) at this step; the schedule still spans --steps")
-    p.add_argument("--save-every", type=int, default=100)
+    checkpoint.add_run_options(p, ROOT / "train" / "checkpoints-query", QUERY_TOWER_FILE.parent, save_every=100)
     p.add_argument("--dev-questions", type=int, default=1500)
-    p.add_argument("--checkpoint", type=Path, default=ROOT / "train" / "checkpoints-query")
-    p.add_argument("--out", type=Path, default=QUERY_TOWER_FILE.parent)
     return p
 
 
