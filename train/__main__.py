@@ -20,7 +20,7 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -166,6 +166,47 @@ def reader_optimiser(net, lr_body: float, lr_head: float):
     return optimizer, body + heads
 
 
+def use_cpu(args, command: str) -> None:
+    """The torch threads asked for, and a warning where --bf16 would be emulated (slower than float32)."""
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.bf16 and not native_bfloat16():
+        print(f"{command}: warning: this CPU has no native bfloat16 (AVX-512 BF16 or AMX); --bf16 is emulated here "
+              "and about twice as slow as float32", flush=True)
+
+
+class ReaderRun(NamedTuple):
+    """A reader training run where it stands: the network (from --init), its tokenizer, the optimiser and the
+    parameters it steps, the step and minutes reached by an earlier sitting, and the learning-rate schedule."""
+
+    net: object
+    tok: object
+    optimizer: object
+    params: list
+    step: int
+    earlier: float
+    schedule: object
+
+
+def start_reader_run(args, settings: dict, command: str) -> ReaderRun:
+    """Seeded, from --init, continued from --checkpoint when it holds this run (`settings` must match)."""
+    from safetensors.torch import load_file
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    net = build_net(args.layers)
+    if args.init is not None:
+        net.load_state_dict({k: v.float() for k, v in load_file(str(args.init)).items()}, strict=False)
+    optimizer, params = reader_optimiser(net, args.lr_body, args.lr_head)
+    step, earlier = checkpoint.load(args.checkpoint, net, optimizer, settings, command)
+    schedule = checkpoint.schedule(optimizer, args.steps, step)
+    if step:
+        print(f"{command}: resuming at step {step}", flush=True)
+    return ReaderRun(net, tokenizer(), optimizer, params, step, earlier, schedule)
+
+
 def write_weights(out: Path, net, manifest: dict) -> None:
     from safetensors.torch import save_file
 
@@ -195,11 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.bf16 and not native_bfloat16():
-        print("train: warning: this CPU has no native bfloat16 (AVX-512 BF16 or AMX); --bf16 is emulated here "
-              "and about twice as slow as float32", flush=True)
+    use_cpu(args, "train")
     began = time.time()
     print(f"train: reading {args.data}", flush=True)
     train, dev = load_examples(args.data, args.seed, swap_rate=args.swap_rate)
@@ -207,20 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(train) < per_step:
         raise SystemExit("train: too few training examples")
     print(f"train: {len(train):,} training questions, {len(dev):,} held-out dev questions", flush=True)
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    net = build_net(args.layers)
-    if args.init is not None:
-        from safetensors.torch import load_file
-
-        net.load_state_dict({k: v.float() for k, v in load_file(str(args.init)).items()}, strict=False)
-    tok = tokenizer()
-    optimizer, params = reader_optimiser(net, args.lr_body, args.lr_head)
     settings = {"layers": args.layers, "seed": args.seed, "steps": args.steps}
-    step, earlier = checkpoint.load(args.checkpoint, net, optimizer, settings, "train")
-    schedule = checkpoint.schedule(optimizer, args.steps, step)
-    if step:
-        print(f"train: resuming at step {step}", flush=True)
+    net, tok, optimizer, params, step, earlier, schedule = start_reader_run(args, settings, "train")
     net.train()
     started, seen = time.time(), 0
     while step < (args.steps if args.stop_at is None else min(args.stop_at, args.steps)):

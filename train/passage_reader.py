@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import time
 from pathlib import Path
@@ -23,11 +22,11 @@ from typing import Sequence
 
 import numpy as np
 
-from app.reader import best_spans, build_net, encode, native_bfloat16, span_pairs, tokenizer, trained_state
+from app.reader import best_spans, encode, span_pairs, trained_state
 from eval.metrics import answer_words, token_f1
 
 from . import checkpoint
-from .__main__ import DATA, ROOT, answer_tokens, forward_by_length, init_record, reader_optimiser
+from .__main__ import DATA, ROOT, answer_tokens, forward_by_length, init_record, start_reader_run, use_cpu
 from .examples import PassageExample, load_passage_examples
 
 MAX_TOKENS = 256  # question and passage: a 900-character passage is about 200 tokens
@@ -136,28 +135,16 @@ def dev_figures(net, tok, examples: Sequence[PassageExample]) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     import torch
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.bf16 and not native_bfloat16():
-        print("train.passage_reader: warning: no native bfloat16 on this CPU; --bf16 is emulated and slower",
-              flush=True)
+    use_cpu(args, "train.passage_reader")
     began = time.time()
     train, dev = load_passage_examples(args.data, args.seed)
     if len(train) < args.questions_per_step:
         raise SystemExit("train.passage_reader: too few training examples")
     print(f"train.passage_reader: {len(train):,} training questions, {len(dev):,} held-out dev questions", flush=True)
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    net = build_net(args.layers)
-    if args.init is not None:
-        net.load_state_dict({k: v.float() for k, v in load_file(str(args.init)).items()}, strict=False)
-    tok = tokenizer()
-    optimizer, params = reader_optimiser(net, args.lr_body, args.lr_head)
     settings = {"layers": args.layers, "seed": args.seed, "steps": args.steps, "passages": True}
-    step, earlier = checkpoint.load(args.checkpoint, net, optimizer, settings, "train.passage_reader")
-    schedule = checkpoint.schedule(optimizer, args.steps, step)
+    net, tok, optimizer, params, step, earlier, schedule = start_reader_run(args, settings, "train.passage_reader")
     net.train()
     per_step, started, seen = args.questions_per_step, time.time(), 0
     while step < (args.steps if args.stop_at is None else min(args.stop_at, args.steps)):
