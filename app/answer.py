@@ -1,9 +1,11 @@
 """Quote selection: the sentence that answers, scored in its passage's context, cited exactly — or an honest
 abstention with the nearest passages offered as related.
 
-Sentences are scored by the fitted sentence model (scoring.py); the reader (reader.py), when it ships,
-reads the best of them against the question and marks the exact answer in each, and its verdict weighs in
-the ranking as much as eval.fit found it should (scoring.combined_score). The best sentence becomes the
+Sentences are scored by the fitted sentence model (scoring.py). When the readers ship (reader.py), the
+passage reader reads the passages of the best of them whole and marks the answer in each of their
+sentences, which moves a sentence that answers in its passage's context up the ranking; the sentence reader
+then reads the best of that ranking against the question, and its verdict weighs in as much as eval.fit
+found it should (scoring.combined_score). The best sentence becomes the
 answer, joined with a neighbour when it cannot stand alone (it opens with a pronoun pointing back, or it
 introduces a list with a colon) or when that neighbour is the runner-up, rated nearly as likely (two halves of
 one statement read as one quote, not as [1] and [2]); up to three more quotes that add something follow.
@@ -16,7 +18,7 @@ from dataclasses import replace
 from typing import Sequence
 
 from .lexical import tokens
-from .reader import Reader, Reading, read_many
+from .reader import PassageReaderLike, PassageReading, Reader, Reading, read_many, readers_name
 from .records import Answer, Citation, Hit
 from .scoring import Candidate, combined_score, logit
 from .settings import AnswerSettings
@@ -46,11 +48,19 @@ def quote_span(store: Store, cand: Candidate) -> tuple[int, int]:
 
 
 def read_ranked(reader: Reader, questions: Sequence[str], store: Store, ranked: Sequence[list[Candidate]],
-                settings: AnswerSettings) -> list[list[Candidate]]:
-    """Each question's scorer-ranked sentences with its best `reader_candidates` read (all questions in one
-    batch), then `reader_more` more read for the questions where none of those reached `reader_sure` (a second
-    batch): a sentence the scorer ranked third is read only when the first two look wrong. Each list ordered
-    by `apply_readings`."""
+                settings: AnswerSettings, passage_reader: PassageReaderLike | None = None,
+                passage_weight: float = 0.0) -> list[list[Candidate]]:
+    """Each question's scorer-ranked sentences reordered by the passage reader (`mark_passages`, when
+    `passage_reader` and a weight are given), then the best `reader_candidates` read by the sentence reader
+    (all questions in one batch), then `reader_more` more read for the questions where none of those reached
+    `reader_sure` (a second batch): a sentence ranked third is read only when the first two look wrong. Each
+    list ordered by `apply_readings`."""
+    if not passage_weight:
+        passage_reader = None
+    if passage_reader is not None:
+        readings = read_passages(passage_reader, questions, store, ranked, settings.passage_reads)
+        ranked = [mark_passages(store, c, r, passage_weight) for c, r in zip(ranked, readings)]
+    name = readers_name(reader, passage_reader)  # what the combination was fitted for
     count, more = settings.reader_candidates, settings.reader_more
     readings = read_many(reader, questions, [to_read(store, c, count) for c in ranked])
     unsure = [i for i, (c, r) in enumerate(zip(ranked, readings))
@@ -58,7 +68,40 @@ def read_ranked(reader: Reader, questions: Sequence[str], store: Store, ranked: 
     extra = read_many(reader, [questions[i] for i in unsure], [to_read(store, ranked[i][count:], more) for i in unsure])
     for i, found in zip(unsure, extra):
         readings[i] = readings[i] + found
-    return [apply_readings(reader.name, store, c, len(r), r) for c, r in zip(ranked, readings)]
+    return [apply_readings(name, store, c, len(r), r) for c, r in zip(ranked, readings)]
+
+
+def read_passages(reader: PassageReaderLike, questions: Sequence[str], store: Store,
+                  ranked: Sequence[list[Candidate]], count: int) -> list[dict[int, PassageReading]]:
+    """Per question, the passages of its `count` best sentences read whole (all questions in one batch), by
+    passage row."""
+    rows = [list(dict.fromkeys(c.hit.row for c in candidates[:count])) for candidates in ranked]
+    chunks = [store.chunks[row] for found in rows for row in found]
+    readings = reader.read_passages([q for q, found in zip(questions, rows) for _ in found], [c.text for c in chunks],
+                                    [[(s - c.start, e - c.start) for s, e in c.sentences] for c in chunks])
+    out, at = [], 0
+    for found in rows:
+        out.append(dict(zip(found, readings[at:at + len(found)])))
+        at += len(found)
+    return out
+
+
+def mark_passages(store: Store, candidates: list[Candidate], readings: dict[int, PassageReading],
+                  weight: float) -> list[Candidate]:
+    """The candidates reordered by scorer logit + `weight` x the passage reader's score of the best answer span
+    inside each (scores compare across passages), that span kept as the candidate's exact answer. A sentence
+    of an unread passage (or past the reader's token limit) scores as if its span were the weakest read: it
+    stays below the read ones its scorer logit does not lift above them."""
+    marks = {(row, i): (score, span) for row, reading in readings.items()
+             for i, (score, span) in enumerate(zip(reading.scores, reading.spans)) if span is not None}
+    weakest = min((score for score, _ in marks.values()), default=0.0)
+    out = []
+    for cand in candidates:
+        score, span = marks.get((cand.hit.row, cand.index), (weakest, None))
+        start = store.chunks[cand.hit.row].start
+        out.append(replace(cand, score=cand.score + weight * score, prior=cand.score, passage_score=score,
+                           span=(start + span[0], start + span[1]) if span else None))
+    return sorted(out, key=lambda c: -c.score)
 
 
 def to_read(store: Store, candidates: list[Candidate], count: int) -> list[str]:
@@ -69,20 +112,22 @@ def to_read(store: Store, candidates: list[Candidate], count: int) -> list[str]:
 def apply_readings(reader: str, store: Store, candidates: list[Candidate], count: int,
                    readings: list[Reading]) -> list[Candidate]:
     """The `count` read sentences ordered by the reader's verdict combined with the scorer's
-    (scoring.combined_score), each with the reader's probability and answer span; then the rest, unread, in
-    the scorer's order, scored as if the reader rated them as low as the weakest one it read (so they stay
-    below every read one and still compete as supporting quotes)."""
+    (scoring.combined_score), each with the reader's probability and its answer span (the passage reader's,
+    where it marked one: it read the sentence in context); then the rest, unread, in the scorer's order,
+    scored as if the reader rated them as low as the weakest one it read (so they stay below every read one
+    and still compete as supporting quotes)."""
     chosen = candidates[:count]
     logits = [logit(r.probability) for r in readings]
     read = []
     for cand, reading, verdict in zip(chosen, readings, logits):
         start = store.chunks[cand.hit.row].sentences[cand.index][0]
-        span = (start + reading.span[0], start + reading.span[1]) if reading.span else None
+        span = cand.span or ((start + reading.span[0], start + reading.span[1]) if reading.span else None)
         score = combined_score(cand.score, verdict, reader)
-        read.append(replace(cand, score=score, probability=reading.probability, span=span, prior=cand.score,
+        read.append(replace(cand, score=score, probability=reading.probability, span=span, prior=_scorer_logit(cand),
                             start_certainty=reading.start_certainty))
     weakest = min(logits, default=0.0)
-    unread = [replace(c, score=combined_score(c.score, weakest, reader), prior=c.score) for c in candidates[count:]]
+    unread = [replace(c, score=combined_score(c.score, weakest, reader), prior=_scorer_logit(c))
+              for c in candidates[count:]]
     return sorted(read, key=lambda c: -c.score) + unread
 
 
@@ -154,7 +199,7 @@ def select_quotes(store: Store, candidates: list[Candidate], settings: AnswerSet
         if any(_near_duplicate(quote, c.quote) for c in citations):
             continue
         taken.append((chunk.doc, start, end))
-        sure = not citations or cand.probability is None or cand.probability >= 0.5  # a support's span, if it answers
+        sure = not citations or (cand.probability or 0.0) >= 0.5  # a support's span: the sentence reader says it answers
         citations.append(make_citation(store, len(citations) + 1, cand.hit, start, end, cand.score,
                                        cand.span if sure else None))
     return citations

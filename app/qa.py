@@ -25,7 +25,7 @@ from .embedding import Embedder, default_embedder
 from .errors import VerbatimError
 from .documents import Unreadable, load_document
 from .lexical import tokens
-from .reader import Reader, default_reader
+from .reader import PassageReaderLike, Reader, default_passage_reader, default_reader, readers_name
 from .records import Answer, Citation, Document, Hit
 from .retrieval import retrieve
 from .settings import Settings
@@ -66,13 +66,19 @@ _SHIPPED = object()
 
 
 class QA:
-    """`reader`: the shipped reader by default; None leaves quote choice and abstention to the fitted
-    sentence scorer and confidence model (as when no reader weights ship), or a test's own `Reader`."""
+    """`reader`: the shipped sentence reader by default; None leaves quote choice and abstention to the fitted
+    sentence scorer and confidence model (as when no reader weights ship), or a test's own `Reader`.
+    `passage_reader`: the shipped one by default when the sentence reader is the shipped one (a test's own
+    reader reads alone), None, or a test's own; it reads only where a weight is fitted or configured."""
 
-    def __init__(self, settings: Settings, embedder: Embedder | None = None, reader=_SHIPPED) -> None:
+    def __init__(self, settings: Settings, embedder: Embedder | None = None, reader=_SHIPPED,
+                 passage_reader=_SHIPPED) -> None:
         self.settings = settings
         self.embedder = embedder or default_embedder()
         self.reader: Reader | None = default_reader() if reader is _SHIPPED else reader
+        if passage_reader is _SHIPPED:
+            passage_reader = default_passage_reader() if reader is _SHIPPED else None
+        self.passage_reader: PassageReaderLike | None = passage_reader
         self._store: Store | None = None
         self._lock = threading.Lock()
         self._unrelated: dict[Path, list[float]] = {}  # the bank's confidences, for the loaded build only
@@ -119,12 +125,12 @@ class QA:
         if abstained:  # related passages: one quote from each of the nearest three
             citations = [c for i, c in enumerate(citations)
                          if all(c.context_start != o.context_start or c.doc != o.doc for o in citations[:i])][:3]
-        return compose(question, citations, abstained, draft.confidence, draft.search.query, notice, self._reader_name())
+        return compose(question, citations, abstained, draft.confidence, draft.search.query, notice, self.reader_name())
 
     def threshold(self, store: Store | None = None) -> float:
         """The confidence below which this index's answers abstain: the threshold fitted on dev, raised where
         this corpus answers unrelated questions confidently (`app.calibration`)."""
-        settings, reader = self.settings.answer, self._reader_name()
+        settings, reader = self.settings.answer, self.reader_name()
         base = scoring.abstain_threshold(settings, reader)
         rule = scoring.unrelated_rule(settings, reader)
         if not rule:
@@ -135,7 +141,7 @@ class QA:
         """The confidence of each bank question on this index: asked once per build, kept beside it."""
         with self._calibration_lock:
             if store.folder not in self._unrelated:
-                key = calibration.cache_key(store.folder.name, self.embedder.query_id, self._reader_name(),
+                key = calibration.cache_key(store.folder.name, self.embedder.query_id, self.reader_name(),
                                             scoring.weights(), asdict(self.settings.answer))
                 values = calibration.cached(store.folder, key)
                 if values is None:
@@ -145,10 +151,18 @@ class QA:
                 self._unrelated = {store.folder: values}
             return self._unrelated[store.folder]
 
-    def _reader_name(self) -> str | None:
+    def reader_name(self) -> str | None:
+        """The readers that choose the quote (`reader.readers_name`); None where no reader reads."""
         settings = self.settings.answer
-        reads = self.reader is not None and settings.reader and not settings.whole_passages
-        return self.reader.name if reads else None
+        if self.reader is None or not settings.reader or settings.whole_passages:
+            return None
+        return readers_name(self.reader, self.passage_reader if self.passage_weight() else None)
+
+    def passage_weight(self) -> float:
+        """The passage reader's weight in the ranking; 0 where it does not read."""
+        if self.reader is None or self.passage_reader is None:
+            return 0.0
+        return scoring.passage_weight(self.settings.answer, self.passage_reader.name)
 
     def _draft(self, question: str, history: Sequence[str]) -> "Draft":
         """The quotes a cleaned question would get, and the confidence that they answer it."""
@@ -163,19 +177,20 @@ class QA:
                     for s in searches]
         ranked = [scoring.score_sentences(store, s.hits[: settings.passages], q, s.vector, s.words,
                                           self.embedder.word_vectors) for q, s in zip(questions, searches)]
-        reader = self.reader if self._reader_name() is not None else None
+        name = self.reader_name()
+        reader = self.reader if name is not None else None
         read = [reader is not None and bool(candidates) for candidates in ranked]
         if reader is not None:
             reading = [i for i, r in enumerate(read) if r]
             asked = [searches[i].query if searches[i].follow_up else questions[i] for i in reading]  # as rewritten
-            for i, candidates in zip(reading, read_ranked(reader, asked, store, [ranked[i] for i in reading],
-                                                           settings)):
+            for i, candidates in zip(reading, read_ranked(reader, asked, store, [ranked[i] for i in reading], settings,
+                                                           self.passage_reader, self.passage_weight())):
                 ranked[i] = candidates
         drafts = []
         for question, search, candidates, was_read in zip(questions, searches, ranked, read):
             features = scoring.confidence_features(store, candidates, question, search.terms, search.follow_up,
                                                    was_read)
-            conf = scoring.confidence(features, reader.name if was_read else None)
+            conf = scoring.confidence(features, name if was_read else None)
             drafts.append(Draft(search, select_quotes(store, candidates, settings), conf))
         return drafts
 

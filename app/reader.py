@@ -1,10 +1,15 @@
-"""The reader: a cross-encoder that reads the question and one candidate sentence together, and says how
-likely the sentence answers (a calibrated probability) and where in it the exact answer is.
+"""The readers: cross-encoders that read the question together with a candidate. The sentence reader reads
+one candidate sentence and says how likely it answers (a calibrated probability) and where in it the exact
+answer is; the passage reader reads a whole passage and marks, in each of its sentences, the best answer span
+and how strongly it marks it (a sentence that answers only in its passage's context: "This program dispatches
+young civil servants").
 
 It starts from the bundled all-MiniLM-L6-v2 (its word embeddings stay frozen and are read from the bundled
 package); the shipped weights (`app/models/reader.safetensors`, trained by `python -m train` on SQuAD v1.1,
 CC BY-SA 4.0) hold only what training changed: the kept encoder layers and two small heads. A mean-pooled
-linear head scores the pair; a token head gives answer start and end. Loaded offline, never pickled.
+linear head scores the pair; a token head gives answer start and end. The passage reader is the same network
+trained further on whole SQuAD passages (`python -m train.passage_reader`, `passage_reader.safetensors`).
+Loaded offline, never pickled.
 
 `Reader` is the protocol `QA` depends on; tests may hand in a tiny one.
 """
@@ -26,10 +31,13 @@ from .embedding import bundled_model_path
 MODELS = Path(__file__).with_name("models")
 WEIGHTS = MODELS / "reader.safetensors"
 MANIFEST = MODELS / "reader.json"
+PASSAGE_WEIGHTS = MODELS / "passage_reader.safetensors"
+PASSAGE_MANIFEST = MODELS / "passage_reader.json"
 MAX_QUESTION_TOKENS = 40
 MAX_TOKENS = 128
 MAX_ANSWER_TOKENS = 24
 PAIRS_PER_PASS = 32  # pairs of several questions in one forward pass: little padding, bounded memory
+PASSAGES_PER_PASS = 8  # passages are up to 256 tokens: fewer to a pass
 
 
 @dataclass(frozen=True)
@@ -42,10 +50,27 @@ class Reading:
     start_certainty: float = 0.0  # log-probability of the likeliest answer start (0: sure, or no token head)
 
 
+@dataclass(frozen=True)
+class PassageReading:
+    """The passage reader on one passage: for each of its sentences, the best answer span inside it (offsets
+    into the passage) and that span's start + end logit. Training normalised a question's spans over all of
+    its passages together, so the scores compare across passages; -inf for a sentence past the token limit."""
+
+    scores: tuple[float, ...]
+    spans: tuple[tuple[int, int] | None, ...]
+
+
 class Reader(Protocol):
     name: str
 
     def read(self, question: str, candidates: Sequence[str]) -> list[Reading]: ...
+
+
+class PassageReaderLike(Protocol):
+    name: str
+
+    def read_passages(self, questions: Sequence[str], passages: Sequence[str],
+                      sentences: Sequence[Sequence[tuple[int, int]]]) -> list[PassageReading]: ...
 
 
 def build_net(layers: int):
@@ -154,6 +179,7 @@ class CrossEncoderReader:
         self.weights, self.manifest_path = Path(weights), Path(manifest)
         self.manifest = json.loads(self.manifest_path.read_text(encoding="utf-8"))
         self.name = self.manifest["name"]
+        self.max_tokens = int(self.manifest.get("max_tokens", MAX_TOKENS))
         self.bfloat16 = native_bfloat16() if bfloat16 is None else bfloat16
         self._lock = threading.Lock()
         self._tokenizing = threading.Lock()
@@ -190,20 +216,63 @@ class CrossEncoderReader:
                 readings[row] = reading
         return readings
 
-    def _forward(self, questions: Sequence[str], candidates: Sequence[str]) -> list[Reading]:
-        if not candidates:
-            return []
+    def _run(self, questions: Sequence[str], candidates: Sequence[str]):
+        """One forward pass: the pooled logits, start and end logits per token, which tokens are the
+        candidate's, and each token's character offsets in it."""
         net, tok, torch = self._load()
         with self._tokenizing:  # a fast tokenizer's padding settings are shared state: one caller at a time
-            batch = encode(tok, questions, candidates)
+            batch = encode(tok, questions, candidates, self.max_tokens)
         offsets = batch.pop("offset_mapping").numpy()
         segment = np.array([[sid == 1 for sid in batch.sequence_ids(i)] for i in range(len(candidates))])
         with torch.inference_mode():
             logits, span = net(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
-        probs = 1.0 / (1.0 + np.exp(-logits.float().numpy()))
-        starts, ends = span[..., 0].float().numpy(), span[..., 1].float().numpy()
+        return logits.float().numpy(), span[..., 0].float().numpy(), span[..., 1].float().numpy(), segment, offsets
+
+    def _forward(self, questions: Sequence[str], candidates: Sequence[str]) -> list[Reading]:
+        if not candidates:
+            return []
+        logits, starts, ends, segment, offsets = self._run(questions, candidates)
+        probs = 1.0 / (1.0 + np.exp(-logits))
         spans = best_spans(starts, ends, segment, offsets)
         return [Reading(float(p), s, c) for p, s, c in zip(probs, spans, start_certainties(starts, segment))]
+
+
+class PassageReader(CrossEncoderReader):
+    """The shipped passage reader: each question against whole passages, PASSAGES_PER_PASS to a pass."""
+
+    def __init__(self, weights: Path = PASSAGE_WEIGHTS, manifest: Path = PASSAGE_MANIFEST,
+                 bfloat16: bool | None = None) -> None:
+        super().__init__(weights, manifest, bfloat16)
+
+    def read_passages(self, questions: Sequence[str], passages: Sequence[str],
+                      sentences: Sequence[Sequence[tuple[int, int]]]) -> list[PassageReading]:
+        """Each question against its passage; `sentences` are each passage's sentence offsets."""
+        order = sorted(range(len(passages)), key=lambda i: len(questions[i]) + len(passages[i]))
+        out: list[PassageReading | None] = [None] * len(passages)
+        for at in range(0, len(order), PASSAGES_PER_PASS):
+            rows = order[at:at + PASSAGES_PER_PASS]
+            _, starts, ends, segment, offsets = self._run([questions[i] for i in rows], [passages[i] for i in rows])
+            for k, row in enumerate(rows):
+                out[row] = sentence_marks(starts[k], ends[k], segment[k], offsets[k], sentences[row])
+        return out
+
+
+def sentence_marks(starts: np.ndarray, ends: np.ndarray, segment: np.ndarray, offsets: np.ndarray,
+                   sentences: Sequence[tuple[int, int]]) -> PassageReading:
+    """The best span inside each sentence of one read passage (a token belongs to the sentence its first
+    character is in) and its start + end logit."""
+    scores, spans = [], []
+    for lo, hi in sentences:
+        idx = np.flatnonzero(segment & (offsets[:, 0] >= lo) & (offsets[:, 0] < hi))
+        if not len(idx):
+            scores.append(float("-inf"))
+            spans.append(None)
+            continue
+        pair = span_pairs(starts, ends, idx)
+        i, j = np.unravel_index(int(np.argmax(pair)), pair.shape)
+        scores.append(float(pair[i, j]))
+        spans.append((int(offsets[idx[i], 0]), int(offsets[idx[j], 1])))
+    return PassageReading(tuple(scores), tuple(spans))
 
 
 def read_many(reader: Reader, questions: Sequence[str], candidates: Sequence[Sequence[str]]) -> list[list[Reading]]:
@@ -219,7 +288,19 @@ def read_many(reader: Reader, questions: Sequence[str], candidates: Sequence[Seq
     return out
 
 
+def readers_name(reader: Reader, passage_reader: PassageReaderLike | None) -> str:
+    """The readers that choose the quote, as the answer JSON's `reader` names them and eval.fit fits for them:
+    the sentence reader's name, then the passage reader's after " + " where it reads too."""
+    return reader.name + (f" + {passage_reader.name}" if passage_reader is not None else "")
+
+
 @lru_cache(maxsize=1)
 def default_reader() -> Reader | None:
     """The shipped reader, or None when no weights ship (the fitted sentence scorer then decides alone)."""
     return CrossEncoderReader() if WEIGHTS.is_file() and MANIFEST.is_file() else None
+
+
+@lru_cache(maxsize=1)
+def default_passage_reader() -> PassageReader | None:
+    """The shipped passage reader, or None when its weights do not ship (the sentence reader then reads alone)."""
+    return PassageReader() if PASSAGE_WEIGHTS.is_file() and PASSAGE_MANIFEST.is_file() else None

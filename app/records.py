@@ -107,7 +107,7 @@ class Answer:
     confidence: float = 0.0
     notice: str | None = None  # e.g. "question was truncated"
     query: str = ""  # what was searched after follow-up rewriting
-    reader: str | None = None  # the reader that chose the quotes; None: the fitted sentence scorer
+    reader: str | None = None  # the readers that chose the quotes ("sentence + passage"); None: the fitted scorer
 
     def to_json(self) -> dict:
         return {

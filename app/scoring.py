@@ -84,9 +84,11 @@ class Candidate:
     hit: Hit
     index: int  # which sentence of the passage
     probability: float | None = None  # the reader's probability that this sentence answers
-    span: tuple[int, int] | None = None  # the reader's exact answer, document offsets inside the sentence
-    prior: float | None = None  # the sentence scorer's logit before the reader combined its verdict in
+    span: tuple[int, int] | None = None  # the readers' exact answer, document offsets inside the sentence
+    prior: float | None = None  # the sentence scorer's logit, before the readers moved the ranking
     start_certainty: float = 0.0  # the reader's (reader.Reading); 0 for a sentence it did not read
+    passage_score: float | None = None  # the passage reader's best span score inside the sentence, as ranked by
+    # (answer.mark_passages); None where the passage reader did not read
 
 
 @lru_cache(maxsize=1)
@@ -99,6 +101,18 @@ def reader_fit(reader: str) -> dict:
     model over both, and the threshold; {} when it has not been fitted (the reader's own verdict then decides)."""
     fitted = weights().get("reader", {})
     return fitted if fitted.get("name") == reader else {}
+
+
+def passage_weight(settings: AnswerSettings, passage_reader: str | None) -> float:
+    """How much the passage reader's span score adds to a sentence's ranking: the configured
+    `passage_weight`, else the one eval.fit chose on dev for this passage reader; 0 (it does not read) when
+    neither is given."""
+    if passage_reader is None:
+        return 0.0
+    if settings.passage_weight is not None:
+        return float(settings.passage_weight)
+    fitted = weights().get("passage_reader", {})
+    return float(fitted.get("weight", 0.0)) if fitted.get("name") == passage_reader else 0.0
 
 
 def combined_score(scorer: float, reader_logit: float, reader: str) -> float:
@@ -191,7 +205,8 @@ def unknown_names(store: Store, question: str) -> list[str]:
 
 def confidence_features(store: Store, candidates: list[Candidate], question: str,
                         query_terms: list[str], follow_up: bool, read: bool = False) -> np.ndarray:
-    """CONFIDENCE_FEATURES of the best candidate; with `read`, the reader's logit and start certainty for it too."""
+    """CONFIDENCE_FEATURES of the best candidate; with `read`, the sentence reader's logit and start certainty
+    for it too."""
     if not candidates:
         return np.zeros(len(READER_CONFIDENCE_FEATURES if read else CONFIDENCE_FEATURES), np.float32)
     best = candidates[0]

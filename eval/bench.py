@@ -399,7 +399,7 @@ def section_latency(cfg: Config) -> list[Figure]:
     questions = load_questions(cfg.questions)[: cfg.limit or None]
     floor = flat_floor(store, qa.embedder, qa.settings.answer.candidates)
     label = (f"seed corpus, {len(store.chunks)} passages, {len(store.sentence_vectors)} sentences; reader "
-             f"{qa.reader.name if qa.reader else 'none'}")
+             f"{qa.reader_name() or 'none'}")
     # the reader reads the scorer's best sentences in one more forward pass: the goal allows 5x the floor
     return [*latency_figures("latency", qa, floor, questions, cfg.repeats, label, max_ratio=5.0),
             peak_figure("latency", loaded, "RSS with only the model loaded", cfg)]

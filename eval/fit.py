@@ -1,6 +1,7 @@
 """Fit the sentence scorer and the confidence model (app/scoring.py) on the DEV splits, write app/scoring.json;
-with a shipped reader, fit how its verdict combines with the scorer's, the confidence model over both, and
-the reader's abstention threshold, the same way.
+with the shipped readers, choose the passage reader's weight in the ranking, then fit how the sentence
+reader's verdict combines with that ranking, the confidence model over both, and the readers' abstention
+threshold, the same way.
 
     python -m eval.fit [--datasets seed,squad2,covid_qa,wh_readouts,squad_absent] [--max-false-abstention 0.05]
                        [--unrelated-quantile Q ...] [--reader-only]
@@ -24,7 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from app import calibration, scoring
-from app.answer import quote_span, read_ranked
+from app.answer import mark_passages, quote_span, read_passages, read_ranked
 from app.embedding import default_embedder
 from app.qa import QA, clean_question
 from app.settings import Settings
@@ -189,11 +190,13 @@ def collect_read(qa: QA, questions) -> list[dict]:
         ranked = scoring.score_sentences(search.store, search.hits[: settings.passages], question, search.vector,
                                          search.words, qa.embedder.word_vectors)
         asked = search.query if search.follow_up else question
-        read = [c for c in read_ranked(qa.reader, [asked], search.store, [ranked], settings)[0]
-                if c.probability is not None] if ranked else []
+        read = [c for c in read_ranked(qa.reader, [asked], search.store, [ranked], settings, qa.passage_reader,
+                                       qa.passage_weight())[0] if c.probability is not None] if ranked else []
         labels = [contains_gold(search.store.chunks[c.hit.row].text_at(*quote_span(search.store, c)), q.answers)
                   for c in read]
-        features = np.array([[c.prior, scoring.logit(c.probability)] for c in read], np.float64)
+        weight = qa.passage_weight()  # the ranking the sentence reader's verdict is combined with
+        features = np.array([[c.prior + weight * (c.passage_score or 0.0), scoring.logit(c.probability)]
+                             for c in read], np.float64)
         out.append({"q": q, "question": question, "search": search, "read": read,
                     "features": features.reshape(-1, len(scoring.READER_FEATURES)),
                     "labels": np.asarray(labels, dtype=bool)})
@@ -201,6 +204,36 @@ def collect_read(qa: QA, questions) -> list[dict]:
 
 
 READER_WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)  # per unit of scorer logit
+
+
+def choose_passage_weight(qa_by_set: dict, dev_by_set: dict) -> float:
+    """The passage reader's weight (scorer weight 1) with the best mean first-sentence accuracy over the sets'
+    answerable dev questions, each set weighing the same; ties go to the smaller weight (0: it does not read).
+    Each question's passages are read once and every weight replayed on those readings."""
+    rates: dict[float, list[float]] = {w: [] for w in READER_WEIGHTS}
+    for name, qa in qa_by_set.items():
+        settings, firsts = qa.settings.answer, {w: [] for w in READER_WEIGHTS}
+        for q in dev_by_set[name]:
+            if q.unanswerable:
+                continue
+            question, _ = clean_question(q.question, settings.max_question_chars)
+            search = qa.search(question, q.history)
+            ranked = scoring.score_sentences(search.store, search.hits[: settings.passages], question, search.vector,
+                                             search.words, qa.embedder.word_vectors)
+            if not ranked:
+                continue
+            asked = search.query if search.follow_up else question
+            readings = read_passages(qa.passage_reader, [asked], search.store, [ranked], settings.passage_reads)[0]
+            for w in READER_WEIGHTS:
+                first = mark_passages(search.store, ranked, readings, w)[0]
+                firsts[w].append(contains_gold(search.store.chunks[first.hit.row].text_at(*quote_span(search.store, first)),
+                                               q.answers))
+        for w in READER_WEIGHTS:
+            rates[w].append(sum(firsts[w]) / max(len(firsts[w]), 1))
+    scores = {w: float(np.mean(r)) for w, r in rates.items()}
+    print("passage reader weight -> mean dev first-sentence accuracy: "
+          + ", ".join(f"{w}: {a:.3f}" for w, a in scores.items()), file=sys.stderr)
+    return max(READER_WEIGHTS, key=lambda w: (round(scores[w], 6), -w))
 
 
 def choose_combination(read_by_set: dict) -> tuple[np.ndarray, float]:
@@ -335,13 +368,21 @@ def main(argv=None) -> int:
             rows_by_set[name] = collect(qa, dev)
     if not args.reader_only:
         fit_models(qa_by_set, rows_by_set, args)
-    reader = next(iter(qa_by_set.values())).reader
-    if reader is not None:
+    first = next(iter(qa_by_set.values()))
+    if first.reader is not None and first.passage_reader is not None:
+        weight = choose_passage_weight(qa_by_set, dev_by_set)
+        fitted = dict(scoring.weights(), passage_reader={"name": first.passage_reader.name, "weight": weight,
+                                                         "note": "chosen on the dev splits of " + args.datasets})
+        print(json.dumps(fitted["passage_reader"], indent=2))
+        if not args.dry_run:
+            scoring.WEIGHTS_FILE.write_text(json.dumps(fitted, indent=2) + "\n", encoding="utf-8")
+        scoring.weights.cache_clear()
+    if first.reader is not None:
         read_by_set = {name: collect_read(qa, dev_by_set[name]) for name, qa in qa_by_set.items()}
         bank_by_set = {name: collect_read(qa, bank_questions()) for name, qa in qa_by_set.items()}
         reader_fit = fit_reader(read_by_set, bank_by_set, args.max_false_abstention,
                                 args.unrelated_quantile or UNRELATED_QUANTILES)
-        fitted = dict(scoring.weights(), reader={"name": reader.name, "note": "fitted on the dev splits of "
+        fitted = dict(scoring.weights(), reader={"name": first.reader_name(), "note": "fitted on the dev splits of "
                                                  + args.datasets, **reader_fit})
         print(json.dumps(fitted["reader"], indent=2))
         if not args.dry_run:

@@ -1,8 +1,9 @@
 """The reader's quality/latency trade-off: `python -m eval.tradeoff [--datasets seed,squad2] [--split dev]
 [--candidates 2,4,2+2]`.
 
-For each configuration (the fitted sentence scorer alone, and the reader reading the scorer's best K
-sentences for each K, or K and then M more where it is sure of none of the K), the same questions through
+For each configuration (the fitted sentence scorer alone, the sentence reader without the passage reader
+where that ships, and the readers with the sentence reader reading the best K sentences for each K, or K and
+then M more where it is sure of none of the K), the same questions through
 `QA.ask`: hit@1 with abstention disabled (which sentence it picks), the exact answer's token F1, and answer
 latency p50/p95 beside the floor measured in the same run and interleaved with it (encode the question + an
 exact search of the same passage vectors). Tune on dev; the chosen K is then reported on test by `python -m eval`.
@@ -57,11 +58,13 @@ def main(argv=None) -> int:
         base.build()
         floor = flat_floor(base.store(), embedder, settings.answer.candidates)
         configs = [("sentence scorer alone", settings.with_answer(reader=False))]
+        if base.passage_weight():
+            configs.append(("sentence reader alone, 2 candidates", settings.with_answer(passage_weight=0.0)))
         for spec in args.candidates.split(","):
             label, overrides = reading(spec)
             configs.append((label, settings.with_answer(**overrides)))
         for label, config in configs:
-            qa = QA(config, embedder, reader=base.reader)
+            qa = QA(config, embedder, reader=base.reader, passage_reader=base.passage_reader)
             results, app_ms, floor_ms = measure(qa, floor, questions)
             m = score(results, float("-inf"))
             rows.append((name, label, m.hit1, m.span_f1, percentile(app_ms, 50), percentile(app_ms, 95),

@@ -1,6 +1,7 @@
-"""The passage reader's training (stage 13, `python -m train.passage_reader`): its examples, its loss over a
+"""The passage reader. Its training (stage 13, `python -m train.passage_reader`): its examples, its loss over a
 question's passages together, and a tiny run that writes weights and a manifest and resumes to the same
-weights."""
+weights. At run time: trained weights load offline without pickle and mark a span in each sentence, and in
+`QA.ask` its marks move the sentence that answers to the first quote, with its span."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tests.conftest import DATA, tiny_training
+from app.embedding import HashEmbedder
+from app.qa import QA
+from app.reader import PassageReader, PassageReading, Reading, sentence_marks
+from tests.conftest import DATA, make_settings, tiny_training
 
 TINY_SQUAD = DATA / "squad-tiny.json"
 
@@ -79,3 +83,126 @@ def test_a_tiny_training_run_writes_weights_and_manifest_and_resumes_to_the_same
     again = load_file(str(train(tmp_path, "resumed") / "passage_reader.safetensors"))  # continues from step 2
     for key in weights:
         assert np.allclose(again[key].astype(np.float32), weights[key].astype(np.float32), atol=2e-3), key
+
+
+def test_each_sentence_gets_the_best_span_inside_it_and_a_sentence_past_the_token_limit_none():
+    # tokens: [question, a, b, c, d]; the passage's sentences are characters 0-9 (tokens a, b) and 10-19 (c, d)
+    segment = np.array([False, True, True, True, True])
+    offsets = np.array([[0, 0], [0, 4], [5, 9], [10, 14], [15, 19]])
+    starts = np.array([9.0, 1.0, 0.0, 0.0, 3.0])
+    ends = np.array([9.0, 0.0, 2.0, 2.0, 1.0])
+    marks = sentence_marks(starts, ends, segment, offsets, [(0, 9), (10, 19), (20, 30)])
+    assert marks.spans[:2] == ((0, 9), (15, 19))  # a-b (1 + 2) beats a-a and b-b; d-d (3 + 1) beats c-c and c-d
+    assert marks.scores[:2] == (3.0, 4.0)  # the question's token never counts
+    assert marks.spans[2] is None and marks.scores[2] == float("-inf")
+
+
+class NeutralReader:
+    """A sentence reader with no opinion: every sentence 0.5, no span; the order it is handed stays."""
+
+    name = "test/neutral"
+
+    def read(self, question, candidates):
+        return [Reading(0.5, None) for _ in candidates]
+
+
+class PhrasePassageReader:
+    """A tiny passage reader: in every sentence that holds `phrase` it marks the phrase (score 5), elsewhere
+    its best is weak (-5)."""
+
+    name = "test/phrase-passage-reader"
+
+    def __init__(self, phrase):
+        self.phrase, self.read_count = phrase, 0
+
+    def read_passages(self, questions, passages, sentences):
+        self.read_count += len(passages)
+        out = []
+        for passage, spans in zip(passages, sentences):
+            found = [passage.find(self.phrase, s, e) for s, e in spans]
+            out.append(PassageReading(tuple(5.0 if at >= 0 else -5.0 for at in found),
+                                      tuple((at, at + len(self.phrase)) if at >= 0 else (s, s + 1)
+                                            for at, (s, _) in zip(found, spans))))
+        return out
+
+
+def test_the_passage_readers_mark_moves_the_sentence_that_answers_in_context_to_the_first_quote(tmp_path):
+    settings = make_settings(tmp_path)
+    (settings.corpus / "exchange.md").write_text(
+        "# Youth exchange\n\nThe partners agreed on a new youth exchange programme for civil servants in 2024. "
+        "Officials praised the cooperation between the partners. The programme sends them to partner countries "
+        "for six months.\n", encoding="utf-8")
+    marking = PhrasePassageReader("six months")
+    qa = QA(settings.with_answer(passage_weight=0.0, abstain_below=0.0), HashEmbedder(), reader=NeutralReader(),
+            passage_reader=marking)
+    qa.build()
+    question = "How long is the youth exchange programme for civil servants?"
+    alone = qa.ask(question)
+    assert "six months" not in alone.citations[0].quote and marking.read_count == 0  # weight 0: it never reads
+    assert alone.to_json()["reader"] == "test/neutral"
+
+    qa.settings = qa.settings.with_answer(passage_weight=1.0)
+    read = qa.ask(question)
+    first = read.citations[0]
+    assert "six months" in first.quote and marking.read_count >= 1
+    text = (settings.corpus / "exchange.md").read_text(encoding="utf-8")
+    assert text[slice(*first.answer)] == "six months" and first.start <= first.answer[0] < first.answer[1] <= first.end
+    assert read.to_json()["reader"] == "test/neutral + test/phrase-passage-reader"
+
+
+def test_trained_weights_load_offline_without_pickle_and_mark_a_span_inside_each_sentence(tmp_path, monkeypatch):
+    import pickle
+
+    out = train(tmp_path, "run", "--steps", "2")  # a tiny run: the network path, not the quality
+    weights = out / "passage_reader.safetensors"
+    header = int.from_bytes(weights.read_bytes()[:8], "little")
+    assert json.loads(weights.read_bytes()[8:8 + header])  # a safetensors header, not a pickle stream
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("pickle used")
+
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    reader = PassageReader(weights, out / "passage_reader.json")
+    assert reader.name == json.loads((out / "passage_reader.json").read_text(encoding="utf-8"))["name"]
+    parts = ["The partners agreed on a new youth exchange programme for civil servants in 2024.",
+             "This programme sends them abroad for six months.",
+             "Officials praised the cooperation between the partners."]
+    passage = " ".join(parts)
+    sentences = [(passage.index(part), passage.index(part) + len(part)) for part in parts]
+    question = "How long does the youth exchange programme send civil servants abroad?"
+    marks = reader.read_passages([question, question], [passage, parts[0]], [sentences, [(0, len(parts[0]))]])
+    assert len(marks[0].scores) == 3 and len(marks[1].scores) == 1 and np.isfinite(marks[0].scores).all()
+    for (lo, hi), span in zip(sentences, marks[0].spans):
+        assert lo <= span[0] < span[1] <= hi  # each sentence's best span lies inside it
+
+
+class DissentingReader:
+    """A sentence reader sure of the opposite: every sentence but those holding `phrase` answers."""
+
+    name = "test/dissenting"
+
+    def __init__(self, phrase):
+        self.phrase = phrase
+
+    def read(self, question, candidates):
+        return [Reading(0.01 if self.phrase in text else 0.99, None) for text in candidates]
+
+
+def test_the_combination_fitted_for_both_readers_together_is_the_one_applied(tmp_path, monkeypatch):
+    from app import scoring
+
+    settings = make_settings(tmp_path)
+    (settings.corpus / "exchange.md").write_text(
+        "# Youth exchange\n\nThe partners agreed on a new youth exchange programme for civil servants in 2024. "
+        "Officials praised the cooperation between the partners. The programme sends them to partner countries "
+        "for six months.\n", encoding="utf-8")
+    fitted = dict(scoring.weights(), reader={"name": "test/dissenting + test/phrase-passage-reader",
+                                             "combine": {"weights": [1.0, 0.0], "bias": 0.0}})
+    monkeypatch.setattr(scoring, "weights", lambda: fitted)  # dev chose: the sentence reader's verdict weighs 0
+    qa = QA(settings.with_answer(passage_weight=1.0, abstain_below=0.0), HashEmbedder(),
+            reader=DissentingReader("six months"), passage_reader=PhrasePassageReader("six months"))
+    qa.build()
+    answer = qa.ask("How long is the youth exchange programme for civil servants?")
+    assert "six months" in answer.citations[0].quote  # unfitted, the dissenting reader's verdict alone would rank
