@@ -18,7 +18,7 @@ from dataclasses import replace
 from typing import Sequence
 
 from .lexical import tokens
-from .reader import PassageReaderLike, PassageReading, Reader, Reading, read_many, readers_name
+from .reader import PassageReaderLike, PassageReading, Reader, Reading, read_many
 from .records import Answer, Citation, Hit
 from .scoring import Candidate, combined_score, logit
 from .settings import AnswerSettings
@@ -49,26 +49,24 @@ def quote_span(store: Store, cand: Candidate) -> tuple[int, int]:
 
 def read_ranked(reader: Reader, questions: Sequence[str], store: Store, ranked: Sequence[list[Candidate]],
                 settings: AnswerSettings, passage_reader: PassageReaderLike | None = None,
-                passage_weight: float = 0.0) -> list[list[Candidate]]:
+                passage_weight: float = 0.0, known: dict | None = None) -> list[list[Candidate]]:
     """Each question's scorer-ranked sentences reordered by the passage reader (`mark_passages`, when
     `passage_reader` and a weight are given), then the best `reader_candidates` read by the sentence reader
     (all questions in one batch), then `reader_more` more read for the questions where none of those reached
     `reader_sure` (a second batch): a sentence ranked third is read only when the first two look wrong. Each
-    list ordered by `apply_readings`."""
-    if not passage_weight:
-        passage_reader = None
-    if passage_reader is not None:
+    list ordered by `apply_readings`. `known`: the sentence reader's readings so far (`reader.read_many`)."""
+    if passage_reader is not None and passage_weight:
         readings = read_passages(passage_reader, questions, store, ranked, settings.passage_reads)
         ranked = [mark_passages(store, c, r, passage_weight) for c, r in zip(ranked, readings)]
-    name = readers_name(reader, passage_reader)  # what the combination was fitted for
     count, more = settings.reader_candidates, settings.reader_more
-    readings = read_many(reader, questions, [to_read(store, c, count) for c in ranked])
+    readings = read_many(reader, questions, [to_read(store, c, count) for c in ranked], known)
     unsure = [i for i, (c, r) in enumerate(zip(ranked, readings))
               if more and len(c) > count and max((x.probability for x in r), default=0.0) < settings.reader_sure]
-    extra = read_many(reader, [questions[i] for i in unsure], [to_read(store, ranked[i][count:], more) for i in unsure])
+    extra = read_many(reader, [questions[i] for i in unsure], [to_read(store, ranked[i][count:], more) for i in unsure],
+                      known)
     for i, found in zip(unsure, extra):
         readings[i] = readings[i] + found
-    return [apply_readings(name, store, c, len(r), r) for c, r in zip(ranked, readings)]
+    return [apply_readings(reader.name, store, c, len(r), r) for c, r in zip(ranked, readings)]
 
 
 def read_passages(reader: PassageReaderLike, questions: Sequence[str], store: Store,
@@ -99,7 +97,7 @@ def mark_passages(store: Store, candidates: list[Candidate], readings: dict[int,
     for cand in candidates:
         score, span = marks.get((cand.hit.row, cand.index), (weakest, None))
         start = store.chunks[cand.hit.row].start
-        out.append(replace(cand, score=cand.score + weight * score, prior=cand.score, passage_score=score,
+        out.append(replace(cand, score=cand.score + weight * score, prior=cand.score,
                            span=(start + span[0], start + span[1]) if span else None))
     return sorted(out, key=lambda c: -c.score)
 

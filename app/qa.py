@@ -25,7 +25,7 @@ from .embedding import Embedder, default_embedder
 from .errors import VerbatimError
 from .documents import Unreadable, load_document
 from .lexical import tokens
-from .reader import PassageReaderLike, Reader, default_passage_reader, default_reader, readers_name
+from .reader import PassageReaderLike, Reader, default_passage_reader, default_reader
 from .records import Answer, Citation, Document, Hit
 from .retrieval import retrieve
 from .settings import Settings
@@ -130,7 +130,7 @@ class QA:
     def threshold(self, store: Store | None = None) -> float:
         """The confidence below which this index's answers abstain: the threshold fitted on dev, raised where
         this corpus answers unrelated questions confidently (`app.calibration`)."""
-        settings, reader = self.settings.answer, self.reader_name()
+        settings, reader = self.settings.answer, self._judge()
         base = scoring.abstain_threshold(settings, reader)
         rule = scoring.unrelated_rule(settings, reader)
         if not rule:
@@ -152,11 +152,17 @@ class QA:
             return self._unrelated[store.folder]
 
     def reader_name(self) -> str | None:
-        """The readers that choose the quote (`reader.readers_name`); None where no reader reads."""
+        """The readers that choose the quote, as the answer JSON names them: the sentence reader, then the
+        passage reader after " + " where it reads too; None where no reader reads."""
         settings = self.settings.answer
         if self.reader is None or not settings.reader or settings.whole_passages:
             return None
-        return readers_name(self.reader, self.passage_reader if self.passage_weight() else None)
+        return self.reader.name + (f" + {self.passage_reader.name}" if self.passage_weight() else "")
+
+    def _judge(self) -> str | None:
+        """The sentence reader whose fitted confidence decides abstention (the passage reader only moves the
+        quote); None where no reader reads."""
+        return self.reader.name if self.reader_name() is not None else None
 
     def passage_weight(self) -> float:
         """The passage reader's weight in the ranking; 0 where it does not read."""
@@ -177,20 +183,24 @@ class QA:
                     for s in searches]
         ranked = [scoring.score_sentences(store, s.hits[: settings.passages], q, s.vector, s.words,
                                           self.embedder.word_vectors) for q, s in zip(questions, searches)]
-        name = self.reader_name()
-        reader = self.reader if name is not None else None
+        reader = self.reader if self.reader_name() is not None else None
         read = [reader is not None and bool(candidates) for candidates in ranked]
+        judged = list(ranked)  # what the confidence is computed from: the sentence reader's own ranking
         if reader is not None:
             reading = [i for i, r in enumerate(read) if r]
             asked = [searches[i].query if searches[i].follow_up else questions[i] for i in reading]  # as rewritten
-            for i, candidates in zip(reading, read_ranked(reader, asked, store, [ranked[i] for i in reading], settings,
-                                                           self.passage_reader, self.passage_weight())):
-                ranked[i] = candidates
+            chosen = [ranked[i] for i in reading]
+            known: dict = {}  # a sentence in both rankings' best is read once
+            alone = read_ranked(reader, asked, store, chosen, settings, known=known)
+            weight = self.passage_weight()
+            marked = (read_ranked(reader, asked, store, chosen, settings, self.passage_reader, weight, known)
+                      if weight else alone)
+            for i, own, quoted in zip(reading, alone, marked):
+                judged[i], ranked[i] = own, quoted
         drafts = []
-        for question, search, candidates, was_read in zip(questions, searches, ranked, read):
-            features = scoring.confidence_features(store, candidates, question, search.terms, search.follow_up,
-                                                   was_read)
-            conf = scoring.confidence(features, name if was_read else None)
+        for question, search, candidates, own, was_read in zip(questions, searches, ranked, judged, read):
+            features = scoring.confidence_features(store, own, question, search.terms, search.follow_up, was_read)
+            conf = scoring.confidence(features, reader.name if was_read else None)
             drafts.append(Draft(search, select_quotes(store, candidates, settings), conf))
         return drafts
 

@@ -275,23 +275,20 @@ def sentence_marks(starts: np.ndarray, ends: np.ndarray, segment: np.ndarray, of
     return PassageReading(tuple(scores), tuple(spans))
 
 
-def read_many(reader: Reader, questions: Sequence[str], candidates: Sequence[Sequence[str]]) -> list[list[Reading]]:
+def read_many(reader: Reader, questions: Sequence[str], candidates: Sequence[Sequence[str]],
+              known: dict[tuple[str, str], Reading] | None = None) -> list[list[Reading]]:
     """Several questions' candidates: batched across questions for the shipped reader, question by question
-    for any other (a test's)."""
-    if not isinstance(reader, CrossEncoderReader):
-        return [reader.read(q, c) for q, c in zip(questions, candidates)]
-    flat = reader.read_pairs([q for q, c in zip(questions, candidates) for _ in c], [t for c in candidates for t in c])
-    out, at = [], 0
-    for c in candidates:
-        out.append(flat[at:at + len(c)])
-        at += len(c)
-    return out
-
-
-def readers_name(reader: Reader, passage_reader: PassageReaderLike | None) -> str:
-    """The readers that choose the quote, as the answer JSON's `reader` names them and eval.fit fits for them:
-    the sentence reader's name, then the passage reader's after " + " where it reads too."""
-    return reader.name + (f" + {passage_reader.name}" if passage_reader is not None else "")
+    for any other (a test's). Pairs in `known` are not read again, and what is read is added to it: two
+    rankings of the same sentences cost one reading of each."""
+    known = {} if known is None else known
+    todo = list(dict.fromkeys((q, t) for q, c in zip(questions, candidates) for t in c if (q, t) not in known))
+    if isinstance(reader, CrossEncoderReader):
+        known.update(zip(todo, reader.read_pairs([q for q, _ in todo], [t for _, t in todo])))
+    else:
+        for question in dict.fromkeys(q for q, _ in todo):
+            texts = [t for q, t in todo if q == question]
+            known.update(zip([(question, t) for t in texts], reader.read(question, texts)))
+    return [[known[(q, t)] for t in c] for q, c in zip(questions, candidates)]
 
 
 @lru_cache(maxsize=1)

@@ -87,8 +87,6 @@ class Candidate:
     span: tuple[int, int] | None = None  # the readers' exact answer, document offsets inside the sentence
     prior: float | None = None  # the sentence scorer's logit, before the readers moved the ranking
     start_certainty: float = 0.0  # the reader's (reader.Reading); 0 for a sentence it did not read
-    passage_score: float | None = None  # the passage reader's best span score inside the sentence, as ranked by
-    # (answer.mark_passages); None where the passage reader did not read
 
 
 @lru_cache(maxsize=1)

@@ -1,7 +1,7 @@
 """Fit the sentence scorer and the confidence model (app/scoring.py) on the DEV splits, write app/scoring.json;
-with the shipped readers, choose the passage reader's weight in the ranking, then fit how the sentence
-reader's verdict combines with that ranking, the confidence model over both, and the readers' abstention
-threshold, the same way.
+with a shipped reader, fit how its verdict combines with the scorer's, the confidence model over both, and
+the reader's abstention threshold, the same way; with a passage reader too, choose its weight in the ranking
+the quote is chosen from (abstention stays the sentence reader's).
 
     python -m eval.fit [--datasets seed,squad2,covid_qa,wh_readouts,squad_absent] [--max-false-abstention 0.05]
                        [--unrelated-quantile Q ...] [--reader-only]
@@ -190,13 +190,11 @@ def collect_read(qa: QA, questions) -> list[dict]:
         ranked = scoring.score_sentences(search.store, search.hits[: settings.passages], question, search.vector,
                                          search.words, qa.embedder.word_vectors)
         asked = search.query if search.follow_up else question
-        read = [c for c in read_ranked(qa.reader, [asked], search.store, [ranked], settings, qa.passage_reader,
-                                       qa.passage_weight())[0] if c.probability is not None] if ranked else []
+        read = [c for c in read_ranked(qa.reader, [asked], search.store, [ranked], settings)[0]
+                if c.probability is not None] if ranked else []
         labels = [contains_gold(search.store.chunks[c.hit.row].text_at(*quote_span(search.store, c)), q.answers)
                   for c in read]
-        weight = qa.passage_weight()  # the ranking the sentence reader's verdict is combined with
-        features = np.array([[c.prior + weight * (c.passage_score or 0.0), scoring.logit(c.probability)]
-                             for c in read], np.float64)
+        features = np.array([[c.prior, scoring.logit(c.probability)] for c in read], np.float64)
         out.append({"q": q, "question": question, "search": search, "read": read,
                     "features": features.reshape(-1, len(scoring.READER_FEATURES)),
                     "labels": np.asarray(labels, dtype=bool)})
@@ -382,7 +380,7 @@ def main(argv=None) -> int:
         bank_by_set = {name: collect_read(qa, bank_questions()) for name, qa in qa_by_set.items()}
         reader_fit = fit_reader(read_by_set, bank_by_set, args.max_false_abstention,
                                 args.unrelated_quantile or UNRELATED_QUANTILES)
-        fitted = dict(scoring.weights(), reader={"name": first.reader_name(), "note": "fitted on the dev splits of "
+        fitted = dict(scoring.weights(), reader={"name": first.reader.name, "note": "fitted on the dev splits of "
                                                  + args.datasets, **reader_fit})
         print(json.dumps(fitted["reader"], indent=2))
         if not args.dry_run:

@@ -148,6 +148,7 @@ def test_the_passage_readers_mark_moves_the_sentence_that_answers_in_context_to_
     text = (settings.corpus / "exchange.md").read_text(encoding="utf-8")
     assert text[slice(*first.answer)] == "six months" and first.start <= first.answer[0] < first.answer[1] <= first.end
     assert read.to_json()["reader"] == "test/neutral + test/phrase-passage-reader"
+    assert read.confidence == alone.confidence  # abstention stays the sentence reader's: the mark moves the quote
 
 
 def test_trained_weights_load_offline_without_pickle_and_mark_a_span_inside_each_sentence(tmp_path, monkeypatch):
@@ -190,7 +191,8 @@ class DissentingReader:
         return [Reading(0.01 if self.phrase in text else 0.99, None) for text in candidates]
 
 
-def test_the_combination_fitted_for_both_readers_together_is_the_one_applied(tmp_path, monkeypatch):
+def test_the_sentence_readers_fitted_combination_applies_to_the_ranking_the_passage_reader_marked(tmp_path,
+                                                                                                  monkeypatch):
     from app import scoring
 
     settings = make_settings(tmp_path)
@@ -198,11 +200,27 @@ def test_the_combination_fitted_for_both_readers_together_is_the_one_applied(tmp
         "# Youth exchange\n\nThe partners agreed on a new youth exchange programme for civil servants in 2024. "
         "Officials praised the cooperation between the partners. The programme sends them to partner countries "
         "for six months.\n", encoding="utf-8")
-    fitted = dict(scoring.weights(), reader={"name": "test/dissenting + test/phrase-passage-reader",
-                                             "combine": {"weights": [1.0, 0.0], "bias": 0.0}})
+    fitted = dict(scoring.weights(), reader={"name": "test/dissenting", "combine": {"weights": [1.0, 0.0], "bias": 0.0}})
     monkeypatch.setattr(scoring, "weights", lambda: fitted)  # dev chose: the sentence reader's verdict weighs 0
     qa = QA(settings.with_answer(passage_weight=1.0, abstain_below=0.0), HashEmbedder(),
             reader=DissentingReader("six months"), passage_reader=PhrasePassageReader("six months"))
     qa.build()
     answer = qa.ask("How long is the youth exchange programme for civil servants?")
     assert "six months" in answer.citations[0].quote  # unfitted, the dissenting reader's verdict alone would rank
+
+
+def test_the_shipped_passage_reader_marks_the_answer_where_only_its_passage_names_the_subject():
+    from app.reader import PASSAGE_MANIFEST, PASSAGE_WEIGHTS
+
+    assert PASSAGE_WEIGHTS.is_file() and PASSAGE_WEIGHTS.stat().st_size < 50e6
+    manifest = json.loads(PASSAGE_MANIFEST.read_text(encoding="utf-8"))
+    assert manifest["data"]["licence"] == "CC BY-SA 4.0" and manifest["command"].startswith("python -m train.passage_reader")
+    parts = ["The partners agreed on a new youth exchange programme for civil servants in 2024.",
+             "This programme sends them abroad for six months.",
+             "Officials praised the cooperation between the partners."]
+    passage = " ".join(parts)
+    sentences = [(passage.index(part), passage.index(part) + len(part)) for part in parts]
+    marks = PassageReader().read_passages(["How long does the youth exchange programme send civil servants abroad?"],
+                                          [passage], [sentences])[0]
+    assert int(np.argmax(marks.scores)) == 1  # the sentence that answers only through "This programme"
+    assert "six months" in passage[slice(*marks.spans[1])]

@@ -256,7 +256,7 @@ def test_the_reader_reads_more_only_where_it_is_sure_of_none_it_read(tmp_path):
 def test_the_seed_answer_marks_the_chairman(seed_qa):
     answer = seed_qa.ask("Who chaired the meeting?")
     first = answer.citations[0]
-    assert answer.to_json()["reader"] == seed_qa.reader_name()
+    assert answer.to_json()["reader"] == f"{seed_qa.reader.name} + {seed_qa.passage_reader.name}"  # both read
     s, e = first.answer
     text = (seed_qa.settings.corpus / first.doc).read_text(encoding="utf-8")
     assert text[s:e] == first.quote[s - first.start:e - first.start] and "Anwar" in text[s:e]
