@@ -103,3 +103,20 @@ def tiny_training(main, tmp_path: Path, name: str, *argv: str) -> Path:
     out = tmp_path / name
     assert main([*argv, "--checkpoint", str(tmp_path / f"{name}-checkpoint"), "--out", str(out)]) == 0
     return out
+
+
+def refuse_pickle(monkeypatch, weights: Path) -> None:
+    """Check `weights` is safetensors (a JSON header, not a pickle stream), then make any use of pickle fail
+    and forbid downloads for the rest of the test: what loads next must load offline, without pickle."""
+    import json
+    import pickle
+
+    header = int.from_bytes(weights.read_bytes()[:8], "little")
+    assert json.loads(weights.read_bytes()[8:8 + header])
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("pickle used")
+
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -14,7 +14,7 @@ import torch
 from app.embedding import HashEmbedder
 from app.qa import QA
 from app.reader import PassageReader, PassageReading, Reading, sentence_marks
-from tests.conftest import DATA, make_settings, tiny_training
+from tests.conftest import DATA, make_settings, refuse_pickle, tiny_training
 
 TINY_SQUAD = DATA / "squad-tiny.json"
 
@@ -152,19 +152,9 @@ def test_the_passage_readers_mark_moves_the_sentence_that_answers_in_context_to_
 
 
 def test_trained_weights_load_offline_without_pickle_and_mark_a_span_inside_each_sentence(tmp_path, monkeypatch):
-    import pickle
-
     out = train(tmp_path, "run", "--steps", "2")  # a tiny run: the network path, not the quality
     weights = out / "passage_reader.safetensors"
-    header = int.from_bytes(weights.read_bytes()[:8], "little")
-    assert json.loads(weights.read_bytes()[8:8 + header])  # a safetensors header, not a pickle stream
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("pickle used")
-
-    monkeypatch.setattr(pickle, "load", refuse)
-    monkeypatch.setattr(pickle, "loads", refuse)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    refuse_pickle(monkeypatch, weights)
     reader = PassageReader(weights, out / "passage_reader.json")
     assert reader.name == json.loads((out / "passage_reader.json").read_text(encoding="utf-8"))["name"]
     parts = ["The partners agreed on a new youth exchange programme for civil servants in 2024.",
@@ -209,10 +199,11 @@ def test_the_sentence_readers_fitted_combination_applies_to_the_ranking_the_pass
     assert "six months" in answer.citations[0].quote  # unfitted, the dissenting reader's verdict alone would rank
 
 
-def test_the_shipped_passage_reader_marks_the_answer_where_only_its_passage_names_the_subject():
+def test_the_shipped_passage_reader_loads_offline_without_pickle_and_marks_the_answer_in_context(monkeypatch):
     from app.reader import PASSAGE_MANIFEST, PASSAGE_WEIGHTS
 
     assert PASSAGE_WEIGHTS.is_file() and PASSAGE_WEIGHTS.stat().st_size < 50e6
+    refuse_pickle(monkeypatch, PASSAGE_WEIGHTS)
     manifest = json.loads(PASSAGE_MANIFEST.read_text(encoding="utf-8"))
     assert manifest["data"]["licence"] == "CC BY-SA 4.0" and manifest["command"].startswith("python -m train.passage_reader")
     parts = ["The partners agreed on a new youth exchange programme for civil servants in 2024.",

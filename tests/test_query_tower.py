@@ -4,14 +4,13 @@ layers it trained), and question vectors that live in the index's space."""
 from __future__ import annotations
 
 import json
-import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from app.embedding import QUERY_TOWER_FILE, SentenceTransformerEmbedder
-from tests.conftest import DATA, tiny_training
+from tests.conftest import DATA, refuse_pickle, tiny_training
 
 TINY_SQUAD = DATA / "squad-tiny.json"
 
@@ -48,14 +47,7 @@ def real() -> SentenceTransformerEmbedder:
 
 def test_the_shipped_tower_loads_offline_without_pickle_and_shares_the_untrained_layers(real, monkeypatch):
     assert QUERY_TOWER_FILE.is_file() and QUERY_TOWER_FILE.stat().st_size < 20e6
-    header = int.from_bytes(QUERY_TOWER_FILE.read_bytes()[:8], "little")
-    assert json.loads(QUERY_TOWER_FILE.read_bytes()[8:8 + header])  # a safetensors header, not a pickle stream
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("pickle used")
-
-    monkeypatch.setattr(pickle, "load", refuse)
-    monkeypatch.setattr(pickle, "loads", refuse)
+    refuse_pickle(monkeypatch, QUERY_TOWER_FILE)
     fresh = SentenceTransformerEmbedder()
     tower, bundled = fresh.query_model[0].auto_model, fresh.model[0].auto_model
     assert tower.embeddings is bundled.embeddings and tower.encoder.layer[0] is bundled.encoder.layer[0]

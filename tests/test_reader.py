@@ -4,7 +4,6 @@ abstention on real sentences, and the exact answer it marks inside a quote."""
 from __future__ import annotations
 
 import json
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ import pytest
 from app.embedding import HashEmbedder
 from app.qa import QA
 from app.reader import MANIFEST, WEIGHTS, CrossEncoderReader, Reading, start_certainties
-from tests.conftest import DATA, make_settings, tiny_training
+from tests.conftest import DATA, make_settings, refuse_pickle, tiny_training
 
 TINY_SQUAD = DATA / "squad-tiny.json"
 
@@ -102,15 +101,7 @@ def test_the_listwise_loss_is_low_only_when_the_answering_sentence_scores_highes
 def test_the_shipped_weights_load_offline_without_pickle(monkeypatch):
     assert WEIGHTS.is_file() and MANIFEST.is_file()
     assert WEIGHTS.stat().st_size < 50e6
-    header = int.from_bytes(WEIGHTS.read_bytes()[:8], "little")
-    assert json.loads(WEIGHTS.read_bytes()[8:8 + header])  # a safetensors header, not a pickle stream
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("pickle used")
-
-    monkeypatch.setattr(pickle, "load", refuse)
-    monkeypatch.setattr(pickle, "loads", refuse)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    refuse_pickle(monkeypatch, WEIGHTS)
     reader = CrossEncoderReader()
     assert reader.read("Who chaired the meeting?", ["The meeting was chaired by Ms. Okafor."])[0].probability > 0
     manifest = json.loads(MANIFEST.read_text(encoding="utf-8"))
