@@ -79,6 +79,23 @@ def logistic(x: np.ndarray, y: np.ndarray, sample_weight: np.ndarray, signs: tup
     return weights, float(result.x[-1] - weights @ mean)
 
 
+def quote_holds_gold(store, cand: scoring.Candidate, answers) -> bool:
+    """Whether the quote the app would make of this sentence (`answer.quote_span`) holds a gold answer."""
+    return contains_gold(store.chunks[cand.hit.row].text_at(*quote_span(store, cand)), answers)
+
+
+def scorer_ranked(qa: QA, q: Question):
+    """A question cleaned and searched as the app does, its sentences ranked by the fitted scorer, and the
+    question as the readers read it (a follow-up as the conversation rewrote it): (question, search, ranked,
+    asked)."""
+    settings = qa.settings.answer
+    question, _ = clean_question(q.question, settings.max_question_chars)
+    search = qa.search(question, q.history)
+    ranked = scoring.score_sentences(search.store, search.hits[: settings.passages], question, search.vector,
+                                     search.words, qa.embedder.word_vectors)
+    return question, search, ranked, search.query if search.follow_up else question
+
+
 def collect(qa: QA, questions) -> list[dict]:
     """Per dev question: sentence features, which sentences hold a gold answer, and the search."""
     out = []
@@ -88,12 +105,8 @@ def collect(qa: QA, questions) -> list[dict]:
         hits = search.hits[: qa.settings.answer.passages]
         features, where = scoring.sentence_features(search.store, hits, question, search.vector, search.words,
                                                       qa.embedder.word_vectors)
-        labels = []
-        for hit, index, row in where:
-            cand = scoring.Candidate(0.0, row, hit, index)
-            start, end = quote_span(search.store, cand)
-            chunk = search.store.chunks[hit.row]
-            labels.append(contains_gold(chunk.text_at(start, end), q.answers))
+        labels = [quote_holds_gold(search.store, scoring.Candidate(0.0, row, hit, index), q.answers)
+                  for hit, index, row in where]
         out.append({"q": q, "question": question, "search": search, "features": features, "where": where,
                     "labels": np.asarray(labels, dtype=bool)})
     return out
@@ -185,15 +198,10 @@ def collect_read(qa: QA, questions) -> list[dict]:
     settings = qa.settings.answer
     out = []
     for q in questions:
-        question, _ = clean_question(q.question, settings.max_question_chars)
-        search = qa.search(question, q.history)
-        ranked = scoring.score_sentences(search.store, search.hits[: settings.passages], question, search.vector,
-                                         search.words, qa.embedder.word_vectors)
-        asked = search.query if search.follow_up else question
+        question, search, ranked, asked = scorer_ranked(qa, q)
         read = [c for c in read_ranked(qa.reader, [asked], search.store, [ranked], settings)[0]
                 if c.probability is not None] if ranked else []
-        labels = [contains_gold(search.store.chunks[c.hit.row].text_at(*quote_span(search.store, c)), q.answers)
-                  for c in read]
+        labels = [quote_holds_gold(search.store, c, q.answers) for c in read]
         features = np.array([[c.prior, scoring.logit(c.probability)] for c in read], np.float64)
         out.append({"q": q, "question": question, "search": search, "read": read,
                     "features": features.reshape(-1, len(scoring.READER_FEATURES)),
@@ -214,18 +222,13 @@ def choose_passage_weight(qa_by_set: dict, dev_by_set: dict) -> float:
         for q in dev_by_set[name]:
             if q.unanswerable:
                 continue
-            question, _ = clean_question(q.question, settings.max_question_chars)
-            search = qa.search(question, q.history)
-            ranked = scoring.score_sentences(search.store, search.hits[: settings.passages], question, search.vector,
-                                             search.words, qa.embedder.word_vectors)
+            _, search, ranked, asked = scorer_ranked(qa, q)
             if not ranked:
                 continue
-            asked = search.query if search.follow_up else question
             readings = read_passages(qa.passage_reader, [asked], search.store, [ranked], settings.passage_reads)[0]
             for w in READER_WEIGHTS:
                 first = mark_passages(search.store, ranked, readings, w)[0]
-                firsts[w].append(contains_gold(search.store.chunks[first.hit.row].text_at(*quote_span(search.store, first)),
-                                               q.answers))
+                firsts[w].append(quote_holds_gold(search.store, first, q.answers))
         for w in READER_WEIGHTS:
             rates[w].append(sum(firsts[w]) / max(len(firsts[w]), 1))
     scores = {w: float(np.mean(r)) for w, r in rates.items()}

@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from app.reader import best_spans, encode, span_pairs, trained_state
+from app.reader import encode, sentence_marks, trained_state
 from eval.metrics import answer_words, token_f1
 
 from . import checkpoint
@@ -99,16 +99,10 @@ def loss_of(net, batch):
     return rank + span_loss + listed, rank.item(), span_loss.item()
 
 
-def span_score(starts: np.ndarray, ends: np.ndarray, candidate: np.ndarray) -> float:
-    """The best start + end logit of a span inside the candidate: comparable across passages, because training
-    normalised each question's spans over all of its passages together."""
-    idx = np.flatnonzero(candidate)
-    return float(span_pairs(starts, ends, idx).max()) if len(idx) else float("-inf")
-
-
 def dev_figures(net, tok, examples: Sequence[PassageExample]) -> dict:
     """On held-out articles: does the answering passage rank first, and how exact is the best span over all of
-    a question's passages (the way the app compares them)."""
+    a question's passages (the way the app compares them: `app.reader.sentence_marks`, here with the whole
+    passage as one piece, scores comparable across passages because training normalised them together)."""
     import torch
 
     first = exact = 0
@@ -121,9 +115,10 @@ def dev_figures(net, tok, examples: Sequence[PassageExample]) -> dict:
             logits, span = net(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
         first += int(int(torch.argmax(logits)) == 0)
         starts, ends = span[..., 0].float().numpy(), span[..., 1].float().numpy()
-        found = best_spans(starts, ends, segment, offsets)
-        row = int(np.argmax([span_score(starts[r], ends[r], segment[r]) for r in range(len(ex.passages))]))
-        predicted = ex.passages[row][slice(*found[row])] if found[row] else ""
+        marks = [sentence_marks(starts[r], ends[r], segment[r], offsets[r], [(0, len(passage))])
+                 for r, passage in enumerate(ex.passages)]
+        row = int(np.argmax([m.scores[0] for m in marks]))
+        predicted = ex.passages[row][slice(*marks[row].spans[0])] if marks[row].spans[0] else ""
         gold = ex.passages[0][slice(*ex.span)]
         exact += int(answer_words(predicted) == answer_words(gold))
         f1 += token_f1(predicted, gold)
