@@ -85,6 +85,14 @@ def test_a_tiny_training_run_writes_weights_and_manifest_and_resumes_to_the_same
         assert np.allclose(again[key].astype(np.float32), weights[key].astype(np.float32), atol=2e-3), key
 
 
+def test_a_stage_continued_from_passage_reader_weights_counts_their_steps_in_its_name(tmp_path):
+    first = train(tmp_path, "first")
+    assert json.loads((first / "passage_reader.json").read_text(encoding="utf-8"))["name"].endswith("-s4")
+    second = train(tmp_path, "second", "--init", str(first / "passage_reader.safetensors"), "--seed", "26")
+    manifest = json.loads((second / "passage_reader.json").read_text(encoding="utf-8"))
+    assert manifest["name"].endswith("-s4+4") and manifest["init"]["manifest"]["name"].endswith("-s4")
+
+
 def test_each_sentence_gets_the_best_span_inside_it_and_a_sentence_past_the_token_limit_none():
     # tokens: [question, a, b, c, d]; the passage's sentences are characters 0-9 (tokens a, b) and 10-19 (c, d)
     segment = np.array([False, True, True, True, True])

