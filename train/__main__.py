@@ -219,16 +219,16 @@ def prior_steps(init: Path | None, family: str = "verbatim-reader-") -> str:
     """"1200+" for a stage started from weights of the same family trained 1200 steps: the name counts every
     stage. A first stage of another family (the passage reader from the sentence reader) counts from zero; its
     init record keeps the earlier steps."""
-    manifest = init_manifest(init) if init is not None else None
+    manifest = _init_manifest(init) if init is not None else None
     return (manifest["name"].rsplit("-s", 1)[-1] + "+") if manifest and manifest["name"].startswith(family) else ""
 
 
 def init_record(weights: Path) -> dict:
     """The weights a stage started from, as its manifest names them: file, sha256 and their own manifest."""
-    return {"init": {"file": weights.name, "sha256": file_sha256(weights), "manifest": init_manifest(weights)}}
+    return {"init": {"file": weights.name, "sha256": file_sha256(weights), "manifest": _init_manifest(weights)}}
 
 
-def init_manifest(weights: Path) -> dict | None:
+def _init_manifest(weights: Path) -> dict | None:
     """The manifest of the weights a second stage started from, so the whole recipe stays on record."""
     manifest = weights.with_suffix(".json")
     return json.loads(manifest.read_text(encoding="utf-8")) if manifest.is_file() else None
