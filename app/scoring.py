@@ -101,12 +101,10 @@ def reader_fit(reader: str) -> dict:
     return fitted if fitted.get("name") == reader else {}
 
 
-def passage_weight(settings: AnswerSettings, passage_reader: str | None) -> float:
+def passage_weight(settings: AnswerSettings, passage_reader: str) -> float:
     """How much the passage reader's span score adds to a sentence's ranking: the configured
     `passage_weight`, else the one eval.fit chose on dev for this passage reader; 0 (it does not read) when
     neither is given."""
-    if passage_reader is None:
-        return 0.0
     if settings.passage_weight is not None:
         return float(settings.passage_weight)
     fitted = weights().get("passage_reader", {})

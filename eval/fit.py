@@ -372,24 +372,26 @@ def main(argv=None) -> int:
     first = next(iter(qa_by_set.values()))
     if first.reader is not None and first.passage_reader is not None:
         weight = choose_passage_weight(qa_by_set, dev_by_set)
-        fitted = dict(scoring.weights(), passage_reader={"name": first.passage_reader.name, "weight": weight,
-                                                         "note": "chosen on the dev splits of " + args.datasets})
-        print(json.dumps(fitted["passage_reader"], indent=2))
-        if not args.dry_run:
-            scoring.WEIGHTS_FILE.write_text(json.dumps(fitted, indent=2) + "\n", encoding="utf-8")
-        scoring.weights.cache_clear()
+        write_entry("passage_reader", {"name": first.passage_reader.name, "weight": weight,
+                                       "note": "chosen on the dev splits of " + args.datasets}, args.dry_run)
     if first.reader is not None:
         read_by_set = {name: collect_read(qa, dev_by_set[name]) for name, qa in qa_by_set.items()}
         bank_by_set = {name: collect_read(qa, bank_questions()) for name, qa in qa_by_set.items()}
         reader_fit = fit_reader(read_by_set, bank_by_set, args.max_false_abstention,
                                 args.unrelated_quantile or UNRELATED_QUANTILES)
-        fitted = dict(scoring.weights(), reader={"name": first.reader.name, "note": "fitted on the dev splits of "
-                                                 + args.datasets, **reader_fit})
-        print(json.dumps(fitted["reader"], indent=2))
-        if not args.dry_run:
-            scoring.WEIGHTS_FILE.write_text(json.dumps(fitted, indent=2) + "\n", encoding="utf-8")
-        scoring.weights.cache_clear()
+        write_entry("reader", {"name": first.reader.name, "note": "fitted on the dev splits of " + args.datasets,
+                               **reader_fit}, args.dry_run)
     return 0
+
+
+def write_entry(key: str, entry: dict, dry_run: bool) -> None:
+    """Print one fitted entry and, unless `dry_run`, put it into scoring.json beside the others; what is read
+    next sees it."""
+    print(json.dumps(entry, indent=2))
+    if not dry_run:
+        fitted = dict(scoring.weights(), **{key: entry})
+        scoring.WEIGHTS_FILE.write_text(json.dumps(fitted, indent=2) + "\n", encoding="utf-8")
+    scoring.weights.cache_clear()
 
 
 def fit_models(qa_by_set: dict, rows_by_set: dict, args) -> None:

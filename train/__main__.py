@@ -207,12 +207,14 @@ def start_reader_run(args, settings: dict, command: str) -> ReaderRun:
     return ReaderRun(net, tokenizer(), optimizer, params, step, earlier, schedule)
 
 
-def write_weights(out: Path, net, manifest: dict) -> None:
+def write_weights(out: Path, net, manifest: dict, name: str = "reader.safetensors") -> Path:
+    """What training changed, in fp16 safetensors, with its manifest beside it (same stem, .json); the path."""
     from safetensors.torch import save_file
 
     out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.half().contiguous() for k, v in trained_state(net).items()}, str(out / "reader.safetensors"))
-    (out / "reader.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    save_file({k: v.half().contiguous() for k, v in trained_state(net).items()}, str(out / name))
+    (out / name).with_suffix(".json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return out / name
 
 
 def prior_steps(init: Path | None, family: str = "verbatim-reader-") -> str:

@@ -27,7 +27,7 @@ from eval.metrics import answer_words, token_f1
 
 from . import checkpoint
 from .__main__ import (DATA, ROOT, answer_tokens, forward_by_length, init_record, prior_steps, start_reader_run,
-                       use_cpu)
+                       use_cpu, write_weights)
 from .examples import PassageExample, load_passage_examples
 
 MAX_TOKENS = 256  # question and passage: a 900-character passage is about 200 tokens
@@ -131,7 +131,6 @@ def dev_figures(net, tok, examples: Sequence[PassageExample]) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     import torch
-    from safetensors.torch import save_file
 
     use_cpu(args, "train.passage_reader")
     began = time.time()
@@ -179,10 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "dev_questions": len(dev[: args.dev_questions]), "dev": figures,
         "precision": "bfloat16 autocast" if args.bf16 else "float32",
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.half().contiguous() for k, v in trained_state(net).items()}, str(args.out / WEIGHTS_NAME))
-    (args.out / WEIGHTS_NAME).with_suffix(".json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    print(f"train.passage_reader: wrote {args.out / WEIGHTS_NAME} and its manifest", flush=True)
+    written = write_weights(args.out, net, manifest, WEIGHTS_NAME)
+    print(f"train.passage_reader: wrote {written} and its manifest", flush=True)
     return 0
 
 
