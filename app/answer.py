@@ -48,17 +48,14 @@ def quote_span(store: Store, cand: Candidate) -> tuple[int, int]:
 
 
 def read_ranked(reader: Reader, questions: Sequence[str], store: Store, ranked: Sequence[list[Candidate]],
-                settings: AnswerSettings, passage_reader: PassageReaderLike | None = None,
-                passage_weight: float = 0.0, known: dict | None = None) -> list[list[Candidate]]:
-    """Each question's scorer-ranked sentences reordered by the passage reader (`mark_passages`, when
-    `passage_reader` and a weight are given), then the best `reader_candidates` read by the sentence reader
-    (all questions in one batch), then `reader_more` more read for the questions where none of those reached
-    `reader_sure` (a second batch): a sentence ranked third is read only when the first two look wrong. Each
-    list ordered by `apply_readings`. `known`: the sentence reader's readings so far (`reader.read_many`)."""
-    if passage_reader is not None and passage_weight:
-        readings = read_passages(passage_reader, questions, store, ranked, settings.passage_reads)
-        ranked = [mark_passages(store, c, r, passage_weight) for c, r in zip(ranked, readings)]
+                settings: AnswerSettings) -> list[list[Candidate]]:
+    """Each question's ranked sentences with the best `reader_candidates` read by the sentence reader (all
+    questions in one batch: a question may come twice, with two rankings, and a sentence in both is read
+    once), then `reader_more` more read for the questions where none of those reached `reader_sure` (a second
+    batch): a sentence ranked third is read only when the first two look wrong. Each list ordered by
+    `apply_readings`."""
     count, more = settings.reader_candidates, settings.reader_more
+    known: dict = {}
     readings = read_many(reader, questions, [to_read(store, c, count) for c in ranked], known)
     unsure = [i for i, (c, r) in enumerate(zip(ranked, readings))
               if more and len(c) > count and max((x.probability for x in r), default=0.0) < settings.reader_sure]
@@ -67,6 +64,14 @@ def read_ranked(reader: Reader, questions: Sequence[str], store: Store, ranked: 
     for i, found in zip(unsure, extra):
         readings[i] = readings[i] + found
     return [apply_readings(reader.name, store, c, len(r), r) for c, r in zip(ranked, readings)]
+
+
+def passage_ranked(reader: PassageReaderLike, questions: Sequence[str], store: Store,
+                   ranked: Sequence[list[Candidate]], settings: AnswerSettings, weight: float) -> list[list[Candidate]]:
+    """Each question's scorer-ranked sentences reordered by the passage reader (`mark_passages`), the
+    passages of its best `passage_reads` sentences read for all questions in one batch."""
+    readings = read_passages(reader, questions, store, ranked, settings.passage_reads)
+    return [mark_passages(store, c, r, weight) for c, r in zip(ranked, readings)]
 
 
 def read_passages(reader: PassageReaderLike, questions: Sequence[str], store: Store,

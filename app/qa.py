@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from . import acronyms, calibration, scoring
-from .answer import compose, read_ranked, select_quotes, whole_passages
+from .answer import compose, passage_ranked, read_ranked, select_quotes, whole_passages
 from .build import BuildReport, build
 from .embedding import Embedder, default_embedder
 from .errors import VerbatimError
@@ -190,11 +190,11 @@ class QA:
             reading = [i for i, r in enumerate(read) if r]
             asked = [searches[i].query if searches[i].follow_up else questions[i] for i in reading]  # as rewritten
             chosen = [ranked[i] for i in reading]
-            known: dict = {}  # a sentence in both rankings' best is read once
-            alone = read_ranked(reader, asked, store, chosen, settings, known=known)
             weight = self.passage_weight()
-            marked = (read_ranked(reader, asked, store, chosen, settings, self.passage_reader, weight, known)
-                      if weight else alone)
+            marked = passage_ranked(self.passage_reader, asked, store, chosen, settings, weight) if weight else []
+            both = read_ranked(reader, asked + asked[:len(marked)], store, chosen + marked, settings)  # one batch
+            alone = both[:len(chosen)]
+            marked = both[len(chosen):] if weight else alone
             for i, own, quoted in zip(reading, alone, marked):
                 judged[i], ranked[i] = own, quoted
         drafts = []

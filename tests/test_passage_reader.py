@@ -68,6 +68,67 @@ def test_the_answer_is_one_softmax_over_all_of_a_questions_passages():
     assert loss_of(Fixed(right), batch)[2] < 0.1 < loss_of(Fixed(wrong), batch)[2]
 
 
+def test_a_question_no_passage_answers_is_trained_towards_the_cls_token_and_only_with_null():
+    from train.passage_reader import loss_of
+
+    class Fixed(torch.nn.Module):
+        def __init__(self, span_logits):
+            super().__init__()
+            self.span_logits = span_logits
+
+        def forward(self, ids, mask, types):
+            return torch.zeros(len(ids)), self.span_logits[: len(ids), : ids.shape[1]]
+
+    ids = torch.ones(2, 4, dtype=torch.long)
+    types = torch.ones_like(ids)
+    types[:, 0] = 0  # [CLS] is of the question's segment
+    batch = (ids, torch.ones_like(ids), types, torch.tensor([0.0, 0.0]), torch.tensor([0, 0]), [None])
+    says_none, says_span = torch.zeros(2, 4, 2), torch.zeros(2, 4, 2)
+    says_none[1, 0] = 8.0  # the second passage's [CLS]: "no answer here"
+    says_span[0, 2] = 8.0  # a span of the first passage
+    assert loss_of(Fixed(says_none), batch, null=True)[2] < 0.1 < loss_of(Fixed(says_span), batch, null=True)[2]
+    answerable = batch[:3] + (torch.tensor([1.0, 0.0]), batch[4], [(1, 1)])
+    span_at_1 = torch.zeros(2, 4, 2)
+    span_at_1[0, 1], span_at_1[1, 0] = 8.0, 8.0  # the answer's token, and a rival [CLS]
+    assert loss_of(Fixed(span_at_1), answerable, null=True)[2] > 0.5  # with null, [CLS] competes with the answer
+    assert loss_of(Fixed(span_at_1), answerable)[2] < 0.1  # without it (stages 13-14), [CLS] is not a candidate
+
+
+def test_questions_no_passage_answers_come_in_three_kinds_and_leave_dev_answerable_ones_as_they_were(tmp_path):
+    from train.examples import load_passage_examples
+
+    def qa(qid, question, context, answer):
+        return {"id": qid, "question": question, "answers": [{"text": answer, "answer_start": context.index(answer)}]}
+
+    articles = []
+    for n, (city, river) in enumerate([("Paris", "Seine"), ("London", "Thames"), ("Vienna", "Danube"),
+                                       ("Budapest", "Danube"), ("Cologne", "Rhine"), ("Prague", "Vltava")]):
+        flows = f"The {river} flows through {city} from east to west."
+        bridges = f"{city} has many bridges and a long history of trade on its river."
+        articles.append({"title": city, "paragraphs": [
+            {"context": flows, "qas": [qa(f"q{n}", f"Which river flows through {city}?", flows, river)]},
+            {"context": bridges, "qas": []}]})
+    path = tmp_path / "squad.json"
+    path.write_text(json.dumps({"data": articles}), encoding="utf-8")
+    plain_train, plain_dev = load_passage_examples(path, seed=1)
+    train_set, dev = load_passage_examples(path, seed=1, no_answer_rate=1.0)
+    assert [ex for ex in dev if ex.span is not None] == plain_dev
+    assert len(train_set) == len(plain_train) and all(ex.span is None for ex in train_set + dev if ex not in plain_dev)
+    by_id = {ex.qid: ex for ex in plain_train + plain_dev}
+    kinds = set()
+    for ex in (e for e in train_set + dev if e.span is None):
+        own = by_id[ex.qid]
+        answer = own.passages[0][slice(*own.span)]
+        if ex.question != own.question:  # a name of the question swapped; its own paragraph kept
+            kinds.add("swapped")
+            new = set(ex.question.split()) - set(own.question.split())
+            assert ex.passages == own.passages and new and not any(w.strip("?") in own.passages[0] for w in new)
+        else:
+            kinds.add("look-alike" if ex.passages[0] in own.passages else "elsewhere")
+            assert own.passages[0] not in ex.passages and answer not in " ".join(ex.passages)
+    assert kinds == {"look-alike", "elsewhere", "swapped"}
+
+
 def test_a_tiny_training_run_writes_weights_and_manifest_and_resumes_to_the_same_weights(tmp_path):
     from safetensors.numpy import load_file
 
@@ -91,6 +152,12 @@ def test_a_stage_continued_from_passage_reader_weights_counts_their_steps_in_its
     second = train(tmp_path, "second", "--init", str(first / "passage_reader.safetensors"), "--seed", "26")
     manifest = json.loads((second / "passage_reader.json").read_text(encoding="utf-8"))
     assert manifest["name"].endswith("-s4+4") and manifest["init"]["manifest"]["name"].endswith("-s4")
+
+
+def test_a_run_with_questions_no_passage_answers_reports_how_well_it_tells_them_apart(tmp_path):
+    manifest = json.loads((train(tmp_path, "null", "--no-answer-rate", "1.0") / "passage_reader.json").read_text())
+    assert manifest["dev"]["no_answer_questions"] > 0 and 0.0 <= manifest["dev"]["no_answer_auc"] <= 1.0
+    assert "--no-answer-rate 1.0" in manifest["command"]
 
 
 def test_each_sentence_gets_the_best_span_inside_it_and_a_sentence_past_the_token_limit_none():

@@ -203,17 +203,27 @@ def _tfidf_queries(texts: list[str], vocab: dict[str, int], idf: np.ndarray) -> 
 class PassageExample:
     """One question against whole passages: its own paragraph (holding the answer at `span`) first, then the
     most alike other paragraph of its article that does not hold the answer text (what retrieval offers
-    beside it). The passage reader learns which sentence of a passage answers, in its context."""
+    beside it). The passage reader learns which sentence of a passage answers, in its context. With `span`
+    None no passage answers (`no_answer` below): the reader learns to say so."""
 
     qid: str
     question: str
     passages: tuple[str, ...]
-    span: tuple[int, int]  # character offsets in passages[0]
+    span: tuple[int, int] | None  # character offsets in passages[0]; None: no passage answers
 
 
-def load_passage_examples(path: Path, seed: int) -> tuple[list[PassageExample], list[PassageExample]]:
+NO_ANSWER_KINDS = ("look-alike", "elsewhere", "swapped")
+
+
+def load_passage_examples(path: Path, seed: int,
+                          no_answer_rate: float = 0.0) -> tuple[list[PassageExample], list[PassageExample]]:
     """(train, dev) passage examples from a SQuAD v1.1 JSON file, the same held-out articles as
-    `load_examples`, in a seeded order."""
+    `load_examples`, in a seeded order. With `no_answer_rate`, that share of training questions becomes an
+    example that no passage answers (dev gets it beside the answerable one), taking turns among three kinds of what abstention must catch:
+    only the alike paragraph of its article, without its own (same topic, the answer not there); the most
+    alike paragraph of another article (absent from the corpus); its own paragraph with a name or year of
+    the question swapped for another ("capital of Malaysia" does not answer "the capital of Japan"). The
+    draws have their own random stream: rate 0 gives exactly the examples of earlier stages."""
     data = json.loads(Path(path).read_text(encoding="utf-8"))["data"]
     paragraphs: list[tuple[int, str]] = []  # (article, context)
     questions = []
@@ -224,6 +234,9 @@ def load_passage_examples(path: Path, seed: int) -> tuple[list[PassageExample], 
     matrix, vocab, idf = _tfidf([text for _, text in paragraphs])
     query = _tfidf_queries([qa["question"] for _, _, qa in questions], vocab, idf)
     article_of = np.array([a for a, _ in paragraphs])
+    draws = random.Random(seed + 2)
+    swapper = _Swapper(data, random.Random(seed + 3), 1.0)
+    turn = 0
     train: list[PassageExample] = []
     dev: list[PassageExample] = []
     for lo in range(0, len(questions), 4000):
@@ -240,6 +253,30 @@ def load_passage_examples(path: Path, seed: int) -> tuple[list[PassageExample], 
                           if alike[j] > 0 and text.lower() not in paragraphs[j][1].lower()), None)
             passages = (context,) if other is None else (context, paragraphs[other][1])
             example = PassageExample(qa["id"], qa["question"].strip(), passages, (start, start + len(text)))
-            (dev if is_dev_article(data[a]["title"]) else train).append(example)
+            held_out = is_dev_article(data[a]["title"])
+            if no_answer_rate > 0 and draws.random() < no_answer_rate:
+                kind = NO_ANSWER_KINDS[turn % len(NO_ANSWER_KINDS)]
+                turn += 1
+                none = _no_answer(example, kind, other, paragraphs, sims[k], article_of, a, swapper)
+                if none is not None and held_out:
+                    dev.append(none)  # beside the question, not instead: dev's answerable ones stay those of rate 0
+                example = example if none is None or held_out else none
+            (dev if held_out else train).append(example)
     random.Random(seed).shuffle(train)
     return train, dev
+
+
+def _no_answer(example: PassageExample, kind: str, other: int | None, paragraphs, sims, article_of, article,
+               swapper: "_Swapper") -> PassageExample | None:
+    """`example` turned into one that no passage answers, of `kind`; None where it cannot be."""
+    if kind == "look-alike":
+        passages = (paragraphs[other][1],) if other is not None else None
+    elif kind == "elsewhere":
+        found = int(np.argmax(np.where(article_of != article, sims, -1.0)))
+        passages = (paragraphs[found][1],) if article_of[found] != article else None
+    else:
+        swapped = swapper.swap(example.question, example.passages[0], article)
+        if swapped is None:
+            return None
+        return PassageExample(example.qid, swapped, example.passages, None)
+    return PassageExample(example.qid, example.question, passages, None) if passages else None
