@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Protocol, Sequence
@@ -58,7 +58,6 @@ class PassageReading:
 
     scores: tuple[float, ...]
     spans: tuple[tuple[int, int] | None, ...]
-    null: float = float("-inf")  # the [CLS] start + end logit: "no answer in this passage" (trained from stage 16)
 
 
 class Reader(Protocol):
@@ -254,8 +253,7 @@ class PassageReader(CrossEncoderReader):
             rows = order[at:at + PASSAGES_PER_PASS]
             _, starts, ends, segment, offsets = self._run([questions[i] for i in rows], [passages[i] for i in rows])
             for k, row in enumerate(rows):
-                marks = sentence_marks(starts[k], ends[k], segment[k], offsets[k], sentences[row])
-                out[row] = replace(marks, null=float(starts[k][0] + ends[k][0]))
+                out[row] = sentence_marks(starts[k], ends[k], segment[k], offsets[k], sentences[row])
         return out
 
 
