@@ -29,9 +29,12 @@ LIST_MARKER = re.compile(
     r"[ \t]*(?:[-*•●▪◦–]|\(?\d{1,3}[.)]|\(\d{1,3}\)|\(?[ivxlcdm]{1,6}[.)]|\([ivxlcdm]{1,6}\)|\(?[a-zA-Z][.)]"
     r"|\([a-zA-Z]\))[ \t]+"
 )
-_BOUNDARY = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s)")
-_NEXT_START = re.compile(r"\s+[\"'“‘(\[*_]*[A-Z0-9]")
-_TRIM = " \t\n\r\f\xa0*_#>|"
+# Zero-width characters that text copied from web pages keeps on otherwise blank lines: not whitespace to
+# Python, but they must not glue two paragraphs (and their sentences) together.
+_INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
+_BOUNDARY = re.compile(r"[.!?…]+[\"'”’)\]]*(?=[\s\u200b-\u200d\u2060\ufeff])")
+_NEXT_START = re.compile(r"[\s\u200b-\u200d\u2060\ufeff]+[\"'“‘(\[*_]*[A-Z0-9]")
+_TRIM = " \t\n\r\f\xa0*_#>|" + _INVISIBLE
 
 
 def _is_abbreviation(text: str, dot: int) -> bool:
@@ -193,7 +196,7 @@ def blocks(text: str) -> list[Block]:
     front = _FRONT_MATTER.match(text)
     pos = front.end() if front else 0
     out: list[Block] = []
-    for para in re.finditer(r"(?:[^\n]*\S[^\n]*(?:\n|$))+", text[pos:]):
+    for para in re.finditer(r"(?:[^\n]*[^\s\u200b-\u200d\u2060\ufeff][^\n]*(?:\n|$))+", text[pos:]):
         p_start, p_end = pos + para.start(), pos + para.end()
         starts = line_starts(text, p_start, p_end)
         lines = [text[s:e].rstrip("\n") for s, e in zip(starts, starts[1:] + [p_end])]
@@ -214,9 +217,9 @@ def blocks(text: str) -> list[Block]:
 
 
 def _trim_block(text: str, start: int, end: int) -> tuple[int, int] | None:
-    while start < end and text[start].isspace():
+    while start < end and (text[start].isspace() or text[start] in _INVISIBLE):
         start += 1
-    while end > start and text[end - 1].isspace():
+    while end > start and (text[end - 1].isspace() or text[end - 1] in _INVISIBLE):
         end -= 1
     return (start, end) if end > start and any(ch.isalnum() for ch in text[start:end]) else None
 

@@ -130,6 +130,18 @@ def test_split_sentences(text, expected):
     assert [text[s:e] for s, e in split_sentences(text)] == expected
 
 
+def test_a_line_of_zero_width_space_from_a_web_page_separates_paragraphs_like_a_blank_one(tmp_path):
+    from app.documents import load_document
+
+    (tmp_path / "fact-sheet.md").write_text(
+        "Training: the Laboratory will train staff in disaster planning and other areas\nof work.  \n\u200b  \n"
+        "Disability Rights:\xa0The United States will launch a dialogue on disability.\n", encoding="utf-8")
+    doc = load_document(tmp_path / "fact-sheet.md", tmp_path, 10**6)
+    sentences = [doc.text[s:e] for c in chunk_document(doc, ChunkingSettings()) for s, e in c.sentences]
+    assert sentences == ["Training: the Laboratory will train staff in disaster planning and other areas\nof work.",
+                         "Disability Rights:\xa0The United States will launch a dialogue on disability."]
+
+
 def test_split_sentences_within_a_range_keeps_absolute_offsets():
     text = "Header line.\n\nFirst sentence here. Second sentence here.\n"
     start = text.index("First")
