@@ -49,17 +49,21 @@ def test_each_question_reads_its_own_paragraph_first_and_an_alike_one_without_it
     assert visitors[slice(*examples["q2"].span)] == "seven million"
 
 
+class Fixed(torch.nn.Module):
+    """A network whose span logits are given: what a loss makes of them, with no training in between."""
+
+    def __init__(self, span_logits):
+        super().__init__()
+        self.span_logits = span_logits
+
+    def forward(self, ids, mask, types):
+        return torch.zeros(len(ids)), self.span_logits[: len(ids), : ids.shape[1]]
+
+
 def test_the_answer_is_one_softmax_over_all_of_a_questions_passages():
     from train.passage_reader import loss_of
 
-    class Fixed(torch.nn.Module):  # two passages of four tokens; the answer is token 1 of the first
-        def __init__(self, span_logits):
-            super().__init__()
-            self.span_logits = span_logits
-
-        def forward(self, ids, mask, types):
-            return torch.zeros(len(ids)), self.span_logits[: len(ids), : ids.shape[1]]
-
+    # two passages of four tokens; the answer is token 1 of the first
     ids = torch.ones(2, 4, dtype=torch.long)
     batch = (ids, torch.ones_like(ids), torch.ones_like(ids), torch.tensor([1.0, 0.0]), torch.tensor([0, 0]), [(1, 1)])
     right, wrong = torch.zeros(2, 4, 2), torch.zeros(2, 4, 2)
@@ -70,14 +74,6 @@ def test_the_answer_is_one_softmax_over_all_of_a_questions_passages():
 
 def test_a_question_no_passage_answers_is_trained_towards_the_cls_token_and_only_with_null():
     from train.passage_reader import loss_of
-
-    class Fixed(torch.nn.Module):
-        def __init__(self, span_logits):
-            super().__init__()
-            self.span_logits = span_logits
-
-        def forward(self, ids, mask, types):
-            return torch.zeros(len(ids)), self.span_logits[: len(ids), : ids.shape[1]]
 
     ids = torch.ones(2, 4, dtype=torch.long)
     types = torch.ones_like(ids)
