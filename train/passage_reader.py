@@ -1,14 +1,16 @@
 """`python -m train.passage_reader`: the reader trained on whole passages (stage 13), from the sentence reader.
 
     python -m train.passage_reader [--init WEIGHTS] [--steps N] [--seed S] [--stop-at STEP] [--max-minutes M]
-                                   [--checkpoint DIR] [--out DIR]
+                                   [--no-answer-rate R] [--checkpoint DIR] [--out DIR]
 
 The sentence reader reads one sentence at a time and cannot see that "This program dispatches young civil
 servants" answers a question about the program its passage named before. Here each question reads its own
 SQuAD paragraph and the most alike other paragraph of its article (`train.examples.load_passage_examples`);
 the answer's start and end are one softmax over the tokens of both passages (shared normalisation, so span
 scores compare across passages), beside the pooled head's pointwise and listwise losses on which passage
-answers. Seeded and resumable like `python -m train`; writes `passage_reader.safetensors` and its manifest.
+answers. With `--no-answer-rate` (stage 16) some questions are answered by none of their passages and learn
+to say so through [CLS]. Seeded and resumable like `python -m train`; writes `passage_reader.safetensors` and
+its manifest.
 """
 
 from __future__ import annotations
