@@ -32,8 +32,9 @@ LIST_MARKER = re.compile(
 # Zero-width characters that text copied from web pages keeps on otherwise blank lines: not whitespace to
 # Python, but they must not glue two paragraphs (and their sentences) together.
 _INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
-_BOUNDARY = re.compile(r"[.!?…]+[\"'”’)\]]*(?=[\s\u200b-\u200d\u2060\ufeff])")
-_NEXT_START = re.compile(r"[\s\u200b-\u200d\u2060\ufeff]+[\"'“‘(\[*_]*[A-Z0-9]")
+_SPACE = r"\s" + _INVISIBLE  # the inside of a character class: whitespace, or one of those
+_BOUNDARY = re.compile(rf"[.!?…]+[\"'”’)\]]*(?=[{_SPACE}])")
+_NEXT_START = re.compile(rf"[{_SPACE}]+[\"'“‘(\[*_]*[A-Z0-9]")
 _TRIM = " \t\n\r\f\xa0*_#>|" + _INVISIBLE
 
 
@@ -196,7 +197,7 @@ def blocks(text: str) -> list[Block]:
     front = _FRONT_MATTER.match(text)
     pos = front.end() if front else 0
     out: list[Block] = []
-    for para in re.finditer(r"(?:[^\n]*[^\s\u200b-\u200d\u2060\ufeff][^\n]*(?:\n|$))+", text[pos:]):
+    for para in re.finditer(rf"(?:[^\n]*[^{_SPACE}][^\n]*(?:\n|$))+", text[pos:]):
         p_start, p_end = pos + para.start(), pos + para.end()
         starts = line_starts(text, p_start, p_end)
         lines = [text[s:e].rstrip("\n") for s, e in zip(starts, starts[1:] + [p_end])]

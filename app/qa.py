@@ -191,8 +191,8 @@ class QA:
             asked = [searches[i].query if searches[i].follow_up else questions[i] for i in reading]  # as rewritten
             chosen = [ranked[i] for i in reading]
             weight = self.passage_weight()
-            marked = passage_ranked(self.passage_reader, asked, store, chosen, settings, weight) if weight else []
-            both = read_ranked(reader, asked + asked[:len(marked)], store, chosen + marked, settings)  # one batch
+            moved = passage_ranked(self.passage_reader, asked, store, chosen, settings, weight) if weight else []
+            both = read_ranked(reader, asked + asked[:len(moved)], store, chosen + moved, settings)  # one batch
             alone = both[:len(chosen)]
             marked = both[len(chosen):] if weight else alone
             for i, own, quoted in zip(reading, alone, marked):

@@ -204,7 +204,7 @@ class PassageExample:
     """One question against whole passages: its own paragraph (holding the answer at `span`) first, then the
     most alike other paragraph of its article that does not hold the answer text (what retrieval offers
     beside it). The passage reader learns which sentence of a passage answers, in its context. With `span`
-    None no passage answers (`no_answer` below): the reader learns to say so."""
+    None no passage answers (`_no_answer`): the reader learns to say so."""
 
     qid: str
     question: str
@@ -219,8 +219,8 @@ def load_passage_examples(path: Path, seed: int,
                           no_answer_rate: float = 0.0) -> tuple[list[PassageExample], list[PassageExample]]:
     """(train, dev) passage examples from a SQuAD v1.1 JSON file, the same held-out articles as
     `load_examples`, in a seeded order. With `no_answer_rate`, that share of training questions becomes an
-    example that no passage answers (dev gets it beside the answerable one), taking turns among three kinds of what abstention must catch:
-    only the alike paragraph of its article, without its own (same topic, the answer not there); the most
+    example that no passage answers (dev gets it beside the answerable one), taking turns among three kinds
+    of what abstention must catch: only the alike paragraph of its article, without its own (same topic, the answer not there); the most
     alike paragraph of another article (absent from the corpus); its own paragraph with a name or year of
     the question swapped for another ("capital of Malaysia" does not answer "the capital of Japan"). The
     draws have their own random stream: rate 0 gives exactly the examples of earlier stages."""
