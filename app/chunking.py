@@ -36,6 +36,7 @@ _SPACE = r"\s" + _INVISIBLE  # the inside of a character class: whitespace, or o
 _BOUNDARY = re.compile(rf"[.!?…]+[\"'”’)\]]*(?=[{_SPACE}])")
 _NEXT_START = re.compile(rf"[{_SPACE}]+[\"'“‘(\[*_]*[A-Z0-9]")
 _TRIM = " \t\n\r\f\xa0*_#>|" + _INVISIBLE
+_BLANK_LINE = re.compile(rf"(?:[^\S\n]|[{_INVISIBLE}])*\n")  # the rest of a line holding nothing to read
 
 
 def _is_abbreviation(text: str, dot: int) -> bool:
@@ -52,13 +53,15 @@ def _is_abbreviation(text: str, dot: int) -> bool:
         return True
     line_start = text.rfind("\n", 0, start) + 1
     before = text[line_start:start]
-    return not before.strip(" \t(") and (word.isdigit() or bool(_ROMAN.match(word)))  # "2." "iii." markers
+    marker = (word.isdigit() and len(word) <= 3) or bool(_ROMAN.match(word))  # "2." "iii.", not "2020."
+    return not before.strip(" \t(") and marker
 
 
 def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
     """Sentence spans inside text[start:end], trimmed of whitespace, list markers and Markdown emphasis.
 
-    Breaks after . ! ? when the next word starts a sentence, and at line starts that open a list item.
+    Breaks after . ! ? when the next word starts a sentence, and at line starts that open a list item or a
+    blank line (one holding only spaces counts).
     """
     end = len(text) if end is None else end
     cuts: list[int] = []
@@ -73,7 +76,7 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[t
         cuts.append(stop)
     for line in re.finditer(r"\n", text[start:end]):
         at = start + line.end()
-        if LIST_MARKER.match(text, at) or text.startswith("\n", at):
+        if LIST_MARKER.match(text, at) or _BLANK_LINE.match(text, at):
             cuts.append(at)
     spans: list[tuple[int, int]] = []
     prev = start
@@ -110,6 +113,7 @@ _TERMINAL = (".", "!", "?", ";", ",")
 _FRONT_MATTER = re.compile(r"\A---\n.*?\n---\n", re.S)
 _MD_HEADING = re.compile(r"#{1,6}(?=\s)")
 MAX_HEADING_WORDS = 10
+WRAP_WIDTHS = (60, 100)  # the widths text is hard-wrapped at (pandoc and e-mail 72, PDF lines 80-100)
 
 
 @dataclass(frozen=True)
@@ -187,15 +191,36 @@ def classify(text: str, start: int, end: int, multi_line: bool) -> Block:
     return Block(start, end, "body")
 
 
+def wrap_width(text: str) -> int | None:
+    """The width hard-wrapped text was wrapped at (most of its lines end within a few characters of it), or
+    None for text that puts a paragraph on a line."""
+    lengths = sorted(len(line.rstrip()) for line in text.split("\n") if line.strip())
+    if len(lengths) < 8:
+        return None
+    width = lengths[int(0.95 * (len(lengths) - 1))]
+    near = sum(width - 15 <= n <= width for n in lengths)
+    return width if WRAP_WIDTHS[0] <= width <= WRAP_WIDTHS[1] and near >= 0.4 * len(lengths) else None
+
+
+def _wrapped(line: str, next_line: str, width: int | None) -> bool:
+    """Whether `line` ends only because the next line's first word would not fit in the wrap width: it runs
+    on, even when it ends in "Dr." or looks like a short title ("Launch a Science and Technology Cooperation"
+    over "Program (STIC) to support ...")."""
+    words = next_line.split()
+    return width is not None and bool(words) and len(line.rstrip()) + 1 + len(words[0]) > width
+
+
 def blocks(text: str) -> list[Block]:
     """Paragraphs, list items and headings, in order.
 
     Within a paragraph a new block starts at a list marker, a Markdown heading, a lost line break, after a
     line that ends a sentence (text that is not hard-wrapped puts one paragraph per line) and after a short
-    line that does not run on into the next (a title or heading above its text).
+    line that does not run on into the next (a title or heading above its text); in hard-wrapped text, a
+    line that the wrap width ended runs on into the next unless that one opens a list item or is a heading.
     """
     front = _FRONT_MATTER.match(text)
     pos = front.end() if front else 0
+    width = wrap_width(text[pos:])
     out: list[Block] = []
     for para in re.finditer(rf"(?:[^\n]*[^{_SPACE}][^\n]*(?:\n|$))+", text[pos:]):
         p_start, p_end = pos + para.start(), pos + para.end()
@@ -205,8 +230,10 @@ def blocks(text: str) -> list[Block]:
         for k in range(1, len(starts)):
             current, prev = lines[k], lines[k - 1]
             prev_end = prev.rstrip(" \t\xa0*")
+            ends = prev_end.endswith((".", "!", "?", ":", ";", "\"", "”")) or _standalone(prev, current)
+            runs_on = _wrapped(prev, current, width) and not _standalone(current, (lines[k + 1:] or [None])[0])
             if (text[starts[k] - 1] != "\n" or LIST_MARKER.match(current) or _MD_HEADING.match(current.strip())
-                    or prev_end.endswith((".", "!", "?", ":", ";", "\"", "”")) or _standalone(prev, current)):
+                    or (ends and not runs_on)):
                 item_starts.append(starts[k])
         for i, s in enumerate(item_starts):
             e = item_starts[i + 1] if i + 1 < len(item_starts) else p_end

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.chunking import chunk_document, split_sentences
+from app.chunking import blocks, chunk_document, split_sentences
 from app.documents import load_corpus, load_document
 from app.records import Document
 from app.settings import ChunkingSettings
@@ -291,3 +291,39 @@ def test_a_wikipedia_style_title_line_is_the_title_not_a_quote(tmp_path):
     answer = qa.ask("when did teenage mutant ninja turtles come out")
     assert answer.citations and answer.citations[0].quote != "Teenage Mutant Ninja Turtles"
     assert all(len(c.quote) > len("Teenage Mutant Ninja Turtles") for c in answer.citations)
+
+
+def test_hard_wrapped_lines_run_on_into_one_sentence_and_titles_stay_titles():
+    """Text wrapped at 72 columns (pandoc, e-mail): a line the width ended continues its sentence even when it
+    ends in "Dr." or reads like a short title; a real title above its paragraph stays a heading, and a line
+    of spaces still ends a paragraph."""
+    text = (
+        "Regional Cooperation Fact Sheet\n\n"
+        "The partners agreed a series of new measures on trade, health, energy and\n"
+        "education, and they will review their progress at the next annual summit\n"
+        "in the autumn. Officials from every member state attended the two sessions\n"
+        "of the meeting, which was held in the capital over the course of two days.\n\n"
+        "Science Cooperation\n"
+        "The partners will share research on clean energy, health and farming and\n"
+        "will open the results of the work to universities across the whole region.\n\n"
+        "-   Launch a Regional Science and Technology Innovation Cooperation\n"
+        "    Program (STIC) to support innovative projects and the digital economy.\n"
+        "-   In June 2024, the Centre hosted the Secretary-General of the bloc, Dr.\n"
+        "    Kao Kim Hourn, for his first working visit to the partner countries.\n\n"
+        "Two-way trade between the partners reached a record of over $360 billion in\n"
+        "2020.\xa0  \n  \n"
+        "Their relations are anchored in the special friendship of their peoples.\n")
+    items = [" ".join(text[b.start:b.end].split()) for b in blocks(text)]  # where a passage may be cut
+    assert "- Launch a Regional Science and Technology Innovation Cooperation Program (STIC) to support " \
+           "innovative projects and the digital economy." in items
+    assert "- In June 2024, the Centre hosted the Secretary-General of the bloc, Dr. Kao Kim Hourn, for his " \
+           "first working visit to the partner countries." in items
+    chunks = chunk_document(doc_of(text), ChunkingSettings())
+    sentences = {" ".join(text[s:e].split()): c.section for c in chunks for s, e in c.sentences}
+    assert sentences["Launch a Regional Science and Technology Innovation Cooperation Program (STIC) to support "
+                     "innovative projects and the digital economy."] == "Science Cooperation"
+    assert ("In June 2024, the Centre hosted the Secretary-General of the bloc, Dr. Kao Kim Hourn, for his first "
+            "working visit to the partner countries.") in sentences
+    assert "Two-way trade between the partners reached a record of over $360 billion in 2020." in sentences
+    assert "Their relations are anchored in the special friendship of their peoples." in sentences
+    assert "Science Cooperation" not in sentences and "Regional Cooperation Fact Sheet" not in sentences
