@@ -43,8 +43,9 @@ class AnswerSettings:
     reader_more: int = 0  # read this many more where none of the first reaches `reader_sure`. Off: on dev, 2+2
     # gains 1.2-2.4 points on three sets but takes p50 to 5.2-6.3x the floor on a 2-core EPYC (2: 3.7-4.9x)
     reader_sure: float = 0.5
-    passage_reads: int = 2  # the passage reader reads the passages of the scorer's best this many sentences. Dev,
-    # weight 0.2: 1 instead of 2 loses 2.3-4.3 points of hit@1 on three sets of four (seed +5.1) for 1-12 ms
+    passage_reads: int = 2  # the passage reader reads the passages of the scorer's best this many sentences (and
+    # retrieval's best passage). Dev, weight 0.2: 1 instead of 2 loses 2.3-4.3 points of hit@1 on three sets of
+    # four (seed +5.1) for 1-12 ms
     passage_weight: float | None = None  # per unit of scorer logit; None: the weight fitted on dev (scoring.json)
     abstain_below: float | None = None  # confidence threshold; None: the one fitted on dev splits (scoring.json)
     max_question_chars: int = 1000

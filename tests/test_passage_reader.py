@@ -222,6 +222,20 @@ def test_the_passage_readers_mark_moves_the_sentence_that_answers_in_context_to_
     assert read.confidence == alone.confidence  # abstention stays the sentence reader's: the mark moves the quote
 
 
+def test_the_passage_reader_also_reads_retrievals_best_passage_when_the_scorer_ranks_its_sentences_lower():
+    from app.answer import passages_to_read
+    from app.records import Hit
+    from app.scoring import Candidate
+
+    best, other, third = Hit(7, 0.8, 9.0, 0.05), Hit(3, 0.6, 4.0, 0.03), Hit(5, 0.5, 2.0, 0.02)
+    ranked = [Candidate(2.0, 30, other, 0), Candidate(1.5, 50, third, 1), Candidate(1.0, 31, other, 1),
+              Candidate(0.5, 70, best, 0)]
+    assert passages_to_read(ranked, 2) == [3, 5, 7]  # the scorer's best two sentences' passages, then retrieval's
+    assert passages_to_read(ranked, 1) == [3, 7]
+    assert passages_to_read([Candidate(1.0, 70, best, 0), *ranked[:1]], 2) == [7, 3]  # read once
+    assert passages_to_read([], 2) == []
+
+
 def test_trained_weights_load_offline_without_pickle_and_mark_a_span_inside_each_sentence(tmp_path, monkeypatch):
     out = train(tmp_path, "run", "--steps", "2")  # a tiny run: the network path, not the quality
     weights = out / "passage_reader.safetensors"
