@@ -231,7 +231,9 @@ def blocks(text: str) -> list[Block]:
             current, prev = lines[k], lines[k - 1]
             prev_end = prev.rstrip(" \t\xa0*")
             ends = prev_end.endswith((".", "!", "?", ":", ";", "\"", "”")) or _standalone(prev, current)
-            runs_on = _wrapped(prev, current, width) and not _standalone(current, (lines[k + 1:] or [None])[0])
+            after = (lines[k + 1:] or [""])[0]
+            heading = _standalone(current, after) and not _wrapped(current, after, width)
+            runs_on = _wrapped(prev, current, width) and not heading
             if (text[starts[k] - 1] != "\n" or LIST_MARKER.match(current) or _MD_HEADING.match(current.strip())
                     or (ends and not runs_on)):
                 item_starts.append(starts[k])

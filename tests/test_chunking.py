@@ -295,8 +295,8 @@ def test_a_wikipedia_style_title_line_is_the_title_not_a_quote(tmp_path):
 
 def test_hard_wrapped_lines_run_on_into_one_sentence_and_titles_stay_titles():
     """Text wrapped at 72 columns (pandoc, e-mail): a line the width ended continues its sentence even when it
-    ends in "Dr." or reads like a short title; a real title above its paragraph stays a heading, and a line
-    of spaces still ends a paragraph."""
+    ends in "Dr." or reads like a short title (as the next line may too); a real title above its paragraph
+    stays a heading, and a line of spaces still ends a paragraph."""
     text = (
         "Regional Cooperation Fact Sheet\n\n"
         "The partners agreed a series of new measures on trade, health, energy and\n"
@@ -310,6 +310,12 @@ def test_hard_wrapped_lines_run_on_into_one_sentence_and_titles_stay_titles():
         "    Program (STIC) to support innovative projects and the digital economy.\n"
         "-   In June 2024, the Centre hosted the Secretary-General of the bloc, Dr.\n"
         "    Kao Kim Hourn, for his first working visit to the partner countries.\n\n"
+        "The leaders reviewed progress on a new economic framework that brings\n"
+        "concrete gains to all of its fourteen members and drives enduring and\n"
+        "broad-based economic growth throughout the wider region of the\n"
+        "Indo-Pacific. He also highlighted progress in implementing the\n"
+        "Indo-Pacific Partnership for Maritime Domain Awareness, which helps the\n"
+        "coastal states to monitor their waters.\n\n"
         "Two-way trade between the partners reached a record of over $360 billion in\n"
         "2020.\xa0  \n  \n"
         "Their relations are anchored in the special friendship of their peoples.\n")
@@ -318,12 +324,15 @@ def test_hard_wrapped_lines_run_on_into_one_sentence_and_titles_stay_titles():
            "innovative projects and the digital economy." in items
     assert "- In June 2024, the Centre hosted the Secretary-General of the bloc, Dr. Kao Kim Hourn, for his " \
            "first working visit to the partner countries." in items
+    assert any(item.startswith("The leaders reviewed") and item.endswith("monitor their waters.") for item in items)
     chunks = chunk_document(doc_of(text), ChunkingSettings())
     sentences = {" ".join(text[s:e].split()): c.section for c in chunks for s, e in c.sentences}
     assert sentences["Launch a Regional Science and Technology Innovation Cooperation Program (STIC) to support "
                      "innovative projects and the digital economy."] == "Science Cooperation"
     assert ("In June 2024, the Centre hosted the Secretary-General of the bloc, Dr. Kao Kim Hourn, for his first "
             "working visit to the partner countries.") in sentences
+    assert ("He also highlighted progress in implementing the Indo-Pacific Partnership for Maritime Domain "
+            "Awareness, which helps the coastal states to monitor their waters.") in sentences  # two short lines
     assert "Two-way trade between the partners reached a record of over $360 billion in 2020." in sentences
     assert "Their relations are anchored in the special friendship of their peoples." in sentences
     assert "Science Cooperation" not in sentences and "Regional Cooperation Fact Sheet" not in sentences
