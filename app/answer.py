@@ -32,15 +32,17 @@ _BACK_REFERENCE = re.compile(
     r"additionally|also|moreover|furthermore|in addition|however)\b", re.I)
 
 
-def quote_span(store: Store, cand: Candidate) -> tuple[int, int]:
-    """The sentence, or two adjacent ones when the sentence cannot stand alone."""
+def quote_span(store: Store, cand: Candidate, join_back: bool = True) -> tuple[int, int]:
+    """The sentence, or two adjacent ones when the sentence cannot stand alone: one that ends with a colon (it
+    introduces a list, or it is a run-in label such as "Space Cooperation:") takes the next; with `join_back`,
+    one that points back or is very short takes the one before."""
     chunk = store.chunks[cand.hit.row]
     sentences = chunk.sentences
     start, end = sentences[cand.index]
     text = chunk.sentence(cand.index)
-    if text.rstrip().endswith(":") and cand.index + 1 < len(sentences):
+    if text.rstrip(" *_").endswith(":") and cand.index + 1 < len(sentences):
         end = sentences[cand.index + 1][1]
-    elif cand.index > 0 and (_BACK_REFERENCE.match(text) or len(text) < 50):
+    elif join_back and cand.index > 0 and (_BACK_REFERENCE.match(text) or len(text) < 50):
         prev_text = chunk.sentence(cand.index - 1)
         if len(prev_text) + len(text) < MAX_JOINED_CHARS or prev_text.rstrip().endswith(":"):
             start = sentences[cand.index - 1][0]
@@ -191,8 +193,8 @@ def first_quote_span(store: Store, candidates: list[Candidate], best_prior: floa
 
 def select_quotes(store: Store, candidates: list[Candidate], settings: AnswerSettings) -> list[Citation]:
     """The best quote first (`first_quote_span`), then up to three supporting quotes that add something (no
-    near-duplicates, nothing the first already quotes), in the reader's order, each one that `_supports` the
-    first."""
+    near-duplicates, nothing the first already quotes, no "... as follows:" without what follows), in the
+    reader's order, each one that `_supports` the first."""
     citations: list[Citation] = []
     taken: list[tuple[str, int, int]] = []
     best_prior = max(map(_scorer_logit, candidates), default=0.0)
@@ -202,8 +204,11 @@ def select_quotes(store: Store, candidates: list[Candidate], settings: AnswerSet
         if citations and not _supports(cand, candidates[0], best_prior):
             continue
         chunk = store.chunks[cand.hit.row]
-        start, end = first_quote_span(store, candidates, best_prior) if not citations else chunk.sentences[cand.index]
+        start, end = (first_quote_span(store, candidates, best_prior) if not citations
+                      else quote_span(store, cand, join_back=False))  # a label or "as follows:" takes its sentence
         quote = chunk.text_at(start, end)
+        if citations and quote.rstrip(" *_").endswith(":"):
+            continue  # it introduces what its passage does not hold: alone, it supports nothing
         if any(doc == chunk.doc and s < end and start < e for doc, s, e in taken):
             continue
         if any(_near_duplicate(quote, c.quote) for c in citations):

@@ -39,6 +39,12 @@ _TRIM = " \t\n\r\f\xa0*_#>|" + _INVISIBLE
 _BLANK_LINE = re.compile(rf"(?:[^\S\n]|[{_INVISIBLE}])*\n")  # the rest of a line holding nothing to read
 
 
+# A run-in label before the sentence it names, in Title Case: "Space Cooperation: The United States will ...",
+# "METHODS AND FINDINGS: To investigate ...", "Text: Without ...". Its own sentence, so the quote can leave it out.
+_LABEL = re.compile(r"[A-Z][\w'’-]*(?:[ \t\xa0]+(?:[A-Z][\w'’.-]*|[a-z]{1,3})){0,7}[ \t\xa0]*:(?:\*\*|__)?"
+                    r"(?=[ \t\xa0]+[\"“‘]?[A-Z])")
+
+
 def _is_abbreviation(text: str, dot: int) -> bool:
     """Whether the period at `dot` ends an abbreviation ("Ms.", "U.S.", "p.m.", "No.") or a list marker."""
     start = dot
@@ -60,8 +66,8 @@ def _is_abbreviation(text: str, dot: int) -> bool:
 def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
     """Sentence spans inside text[start:end], trimmed of whitespace, list markers and Markdown emphasis.
 
-    Breaks after . ! ? when the next word starts a sentence, and at line starts that open a list item or a
-    blank line (one holding only spaces counts).
+    Breaks after . ! ? when the next word starts a sentence, at line starts that open a list item or a blank
+    line (one holding only spaces counts), and after a run-in label ("Space Cooperation: The United ...").
     """
     end = len(text) if end is None else end
     cuts: list[int] = []
@@ -82,6 +88,11 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[t
     prev = start
     for cut in sorted(set(cuts)) + [end]:
         span = _trim(text, prev, cut)
+        label = _LABEL.match(text, span[0], span[1]) if span else None
+        while span and label and label.end() - label.start() <= 60:  # "Abstract: BACKGROUND: Transmission ..."
+            spans.append(_trim(text, span[0], label.end()) or (span[0], label.end()))
+            span = _trim(text, label.end(), span[1])
+            label = _LABEL.match(text, span[0], span[1]) if span else None
         if span:
             spans.append(span)
         prev = cut

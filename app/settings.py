@@ -19,8 +19,9 @@ class ChunkingSettings:
     max_chars: int = 900  # a passage grows by whole paragraphs up to this size
     min_chars: int = 200  # short paragraphs merge with their neighbours in the same section
     fixed_chars: int = 0  # > 0: plain fixed-size windows instead (the tutorial baseline)
-    splitter: int = 4  # the sentence splitter's revision: a fix that moves sentence boundaries re-chunks old
-    # indexes (2: a line holding only zero-width characters is blank; 3, 4: hard-wrapped lines run on)
+    splitter: int = 5  # the sentence splitter's revision: a fix that moves sentence boundaries re-chunks old
+    # indexes (2: a line holding only zero-width characters is blank; 3, 4: hard-wrapped lines run on; 5: a
+    # run-in label such as "Space Cooperation:" is a sentence of its own)
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -213,3 +213,27 @@ def test_the_runner_up_next_to_the_best_sentence_is_quoted_with_it_when_nearly_a
     assert first(cand(1, 2.0), cand(3, 1.9)) == alone  # not next to it
     quotes = [c.quote for c in select_quotes(store, [cand(1, 2.0), cand(2, 1.9), cand(3, 1.8)], qa.settings.answer)]
     assert len(quotes) == 2 and "forty minutes" in quotes[0] and "Bicycles" in quotes[1]  # quoted once, not again
+
+
+def test_a_supporting_quote_never_stops_at_a_colon(tmp_path):
+    """A run-in label ("Space Cooperation:") is quoted with its sentence, and "... as follows:" whose list its
+    passage does not hold is no supporting quote at all."""
+    from app.answer import select_quotes
+    from app.scoring import Candidate
+
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "fact-sheet.md").write_text(
+        "The partners met in Jakarta in May to review the work of the past year.\n\n"
+        "They agreed on a joint plan for the coming year and a budget to match it.\n\n"
+        "Space Cooperation: The United States will invest in the SERVIR satellite initiative.\n\n"
+        "The ministers summarised the main points of their discussion as follows:\n", encoding="utf-8")
+    qa = QA(Settings(corpus=tmp_path / "corpus", index=tmp_path / "index"), HashEmbedder(), reader=None)
+    qa.build()
+    store = qa.store()
+    hit = qa.search("Who will invest in SERVIR?").hits[0]
+    texts = [store.chunks[hit.row].sentence(i) for i in range(len(store.chunks[hit.row].sentences))]
+    assert texts[2:4] == ["Space Cooperation:", "The United States will invest in the SERVIR satellite initiative."]
+
+    ranked = [Candidate(2.0, 0, hit, 0), Candidate(1.9, 0, hit, 2), Candidate(1.8, 0, hit, 4)]
+    quotes = [c.quote for c in select_quotes(store, ranked, qa.settings.answer)]
+    assert quotes == [texts[0], "Space Cooperation: The United States will invest in the SERVIR satellite initiative."]
