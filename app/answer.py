@@ -32,6 +32,12 @@ _BACK_REFERENCE = re.compile(
     r"additionally|also|moreover|furthermore|in addition|however)\b", re.I)
 
 
+def _introduces(text: str) -> bool:
+    """Whether a sentence (or quote) ends with a colon: it introduces what follows ("... as follows:", a run-in
+    label such as "Space Cooperation:") and says nothing without it."""
+    return text.rstrip(" *_").endswith(":")
+
+
 def quote_span(store: Store, cand: Candidate, join_back: bool = True) -> tuple[int, int]:
     """The sentence, or two adjacent ones when the sentence cannot stand alone: one that ends with a colon (it
     introduces a list, or it is a run-in label such as "Space Cooperation:") takes the next; with `join_back`,
@@ -40,11 +46,11 @@ def quote_span(store: Store, cand: Candidate, join_back: bool = True) -> tuple[i
     sentences = chunk.sentences
     start, end = sentences[cand.index]
     text = chunk.sentence(cand.index)
-    if text.rstrip(" *_").endswith(":") and cand.index + 1 < len(sentences):
+    if _introduces(text) and cand.index + 1 < len(sentences):
         end = sentences[cand.index + 1][1]
     elif join_back and cand.index > 0 and (_BACK_REFERENCE.match(text) or len(text) < 50):
         prev_text = chunk.sentence(cand.index - 1)
-        if len(prev_text) + len(text) < MAX_JOINED_CHARS or prev_text.rstrip().endswith(":"):
+        if len(prev_text) + len(text) < MAX_JOINED_CHARS or _introduces(prev_text):
             start = sentences[cand.index - 1][0]
     return start, end
 
@@ -207,7 +213,7 @@ def select_quotes(store: Store, candidates: list[Candidate], settings: AnswerSet
         start, end = (first_quote_span(store, candidates, best_prior) if not citations
                       else quote_span(store, cand, join_back=False))  # a label or "as follows:" takes its sentence
         quote = chunk.text_at(start, end)
-        if citations and quote.rstrip(" *_").endswith(":"):
+        if citations and _introduces(quote):
             continue  # it introduces what its passage does not hold: alone, it supports nothing
         if any(doc == chunk.doc and s < end and start < e for doc, s, e in taken):
             continue

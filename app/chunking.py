@@ -88,11 +88,9 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[t
     prev = start
     for cut in sorted(set(cuts)) + [end]:
         span = _trim(text, prev, cut)
-        label = _LABEL.match(text, span[0], span[1]) if span else None
-        while span and label and label.end() - label.start() <= 60:  # "Abstract: BACKGROUND: Transmission ..."
-            spans.append(_trim(text, span[0], label.end()) or (span[0], label.end()))
+        while span and (label := _LABEL.match(text, *span)) and label.end() - label.start() <= 60:
+            spans.append(_trim(text, span[0], label.end()))  # "Abstract:" then "BACKGROUND:" then the sentence
             span = _trim(text, label.end(), span[1])
-            label = _LABEL.match(text, span[0], span[1]) if span else None
         if span:
             spans.append(span)
         prev = cut

@@ -192,9 +192,9 @@ class QA:
             chosen = [ranked[i] for i in reading]
             weight = self.passage_weight()
             moved = passage_ranked(self.passage_reader, asked, store, chosen, settings, weight) if weight else []
-            both = read_ranked(reader, asked + asked[:len(moved)], store, chosen + moved, settings)  # one batch
+            both = read_ranked(reader, asked + (asked if moved else []), store, chosen + moved, settings)  # one batch
             alone = both[:len(chosen)]
-            marked = both[len(chosen):] if weight else alone
+            marked = both[len(chosen):] if moved else alone
             for i, own, quoted in zip(reading, alone, marked):
                 judged[i], ranked[i] = own, quoted
         drafts = []

@@ -220,10 +220,11 @@ def load_passage_examples(path: Path, seed: int,
     """(train, dev) passage examples from a SQuAD v1.1 JSON file, the same held-out articles as
     `load_examples`, in a seeded order. With `no_answer_rate`, that share of training questions becomes an
     example that no passage answers (dev gets it beside the answerable one), taking turns among three kinds
-    of what abstention must catch: only the alike paragraph of its article, without its own (same topic, the answer not there); the most
-    alike paragraph of another article (absent from the corpus); its own paragraph with a name or year of
-    the question swapped for another ("capital of Malaysia" does not answer "the capital of Japan"). The
-    draws have their own random stream: rate 0 gives exactly the examples of earlier stages."""
+    of what abstention must catch: only the alike paragraph of its article, without its own (same topic, the
+    answer not there); the most alike paragraph of another article (absent from the corpus); its own
+    paragraph with a name or year of the question swapped for another ("capital of Malaysia" does not answer
+    "the capital of Japan"). The draws have their own random stream: rate 0 gives exactly the examples of
+    earlier stages."""
     data = json.loads(Path(path).read_text(encoding="utf-8"))["data"]
     paragraphs: list[tuple[int, str]] = []  # (article, context)
     questions = []
