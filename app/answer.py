@@ -107,18 +107,23 @@ def read_passages(reader: PassageReaderLike, questions: Sequence[str], store: St
 def mark_passages(store: Store, candidates: list[Candidate], readings: dict[int, PassageReading],
                   weight: float) -> list[Candidate]:
     """The candidates reordered by scorer logit + `weight` x the passage reader's score of the best answer span
-    inside each (scores compare across passages), that span kept as the candidate's exact answer. A sentence
-    of an unread passage (or past the reader's token limit) scores as if its span were the weakest read: it
-    stays below the read ones its scorer logit does not lift above them."""
+    inside each (scores compare across passages), that span kept as the candidate's exact answer, and where
+    in its passage the reader's best answer lies. A sentence of an unread passage (or past the reader's token
+    limit) scores as if its span were the weakest read: it stays below the read ones its scorer logit does not
+    lift above them."""
     marks = {(row, i): (score, span) for row, reading in readings.items()
              for i, (score, span) in enumerate(zip(reading.scores, reading.spans)) if span is not None}
     weakest = min((score for score, _ in marks.values()), default=0.0)
+    bests = {row: max(((s, i, span) for i, (s, span) in enumerate(zip(r.scores, r.spans)) if span is not None),
+                      default=None) for row, r in readings.items()}
     out = []
     for cand in candidates:
         score, span = marks.get((cand.hit.row, cand.index), (weakest, None))
         start = store.chunks[cand.hit.row].start
+        best = bests.get(cand.hit.row)
         out.append(replace(cand, score=cand.score + weight * score, prior=cand.score,
-                           span=(start + span[0], start + span[1]) if span else None))
+                           span=(start + span[0], start + span[1]) if span else None,
+                           passage_best=(best[1], (start + best[2][0], start + best[2][1])) if best else None))
     return sorted(out, key=lambda c: -c.score)
 
 
@@ -181,20 +186,29 @@ def _supports(cand: Candidate, first: Candidate, best_prior: float) -> bool:
     return cand.score >= first.score - SUPPORT_MARGIN or _scorer_logit(cand) >= best_prior - SUPPORT_MARGIN
 
 
-def first_quote_span(store: Store, candidates: list[Candidate], best_prior: float) -> tuple[int, int]:
-    """The best sentence's quote (`quote_span`), joined with the runner-up when that is the sentence just
-    before or after it in its passage and it `_supports` the best: the answer often runs across the two
-    ("... built a small settlement on the harbour." "Some sources suggest they named it Ziz.")."""
+def first_quote_span(store: Store, candidates: list[Candidate],
+                     best_prior: float) -> tuple[int, int, tuple[int, int] | None]:
+    """The best sentence's quote (`quote_span`) and its exact answer, joined with a neighbour the answer often
+    runs into: the runner-up when it is the sentence just before or after and it `_supports` the best ("...
+    built a small settlement on the harbour." "Some sources suggest they named it Ziz."), or the neighbour
+    where the passage reader found its best answer in the passage, which it then marks (the best sentence
+    restates the question, the next answers it: "... P is seen as a mathematical abstraction ..." "This
+    hypothesis is called the Cobham-Edmonds thesis.")."""
     best = candidates[0]
     start, end = quote_span(store, best)
-    if len(candidates) > 1:
-        runner_up = candidates[1]
-        if (runner_up.hit.row == best.hit.row and abs(runner_up.index - best.index) == 1
-                and _supports(runner_up, best, best_prior)):
-            s, e = store.chunks[best.hit.row].sentences[runner_up.index]
-            if max(end, e) - min(start, s) < MAX_JOINED_CHARS:
-                start, end = min(start, s), max(end, e)
-    return start, end
+    answer = best.span
+    sentences = store.chunks[best.hit.row].sentences
+    runner_up = candidates[1] if len(candidates) > 1 else None
+    if (runner_up is not None and runner_up.hit.row == best.hit.row and abs(runner_up.index - best.index) == 1
+            and _supports(runner_up, best, best_prior)):
+        s, e = sentences[runner_up.index]
+        if max(end, e) - min(start, s) < MAX_JOINED_CHARS:
+            start, end = min(start, s), max(end, e)
+    if best.passage_best is not None and abs(best.passage_best[0] - best.index) == 1:
+        s, e = sentences[best.passage_best[0]]
+        if max(end, e) - min(start, s) < MAX_JOINED_CHARS:
+            start, end, answer = min(start, s), max(end, e), best.passage_best[1]
+    return start, end, answer
 
 
 def select_quotes(store: Store, candidates: list[Candidate], settings: AnswerSettings) -> list[Citation]:
@@ -210,8 +224,11 @@ def select_quotes(store: Store, candidates: list[Candidate], settings: AnswerSet
         if citations and not _supports(cand, candidates[0], best_prior):
             continue
         chunk = store.chunks[cand.hit.row]
-        start, end = (first_quote_span(store, candidates, best_prior) if not citations
-                      else quote_span(store, cand, join_back=False))  # a label or "as follows:" takes its sentence
+        if citations:
+            start, end = quote_span(store, cand, join_back=False)  # a label or "as follows:" takes its sentence
+            answer = cand.span if (cand.probability or 0.0) >= 0.5 else None  # the sentence reader says it answers
+        else:
+            start, end, answer = first_quote_span(store, candidates, best_prior)
         quote = chunk.text_at(start, end)
         if citations and _introduces(quote):
             continue  # it introduces what its passage does not hold: alone, it supports nothing
@@ -220,9 +237,7 @@ def select_quotes(store: Store, candidates: list[Candidate], settings: AnswerSet
         if any(_near_duplicate(quote, c.quote) for c in citations):
             continue
         taken.append((chunk.doc, start, end))
-        sure = not citations or (cand.probability or 0.0) >= 0.5  # a support's span: the sentence reader says it answers
-        citations.append(make_citation(store, len(citations) + 1, cand.hit, start, end, cand.score,
-                                       cand.span if sure else None))
+        citations.append(make_citation(store, len(citations) + 1, cand.hit, start, end, cand.score, answer))
     return citations
 
 

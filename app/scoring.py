@@ -87,6 +87,8 @@ class Candidate:
     span: tuple[int, int] | None = None  # the readers' exact answer, document offsets inside the sentence
     prior: float | None = None  # the sentence scorer's logit, before the readers moved the ranking
     start_certainty: float = 0.0  # the reader's (reader.Reading); 0 for a sentence it did not read
+    passage_best: tuple[int, tuple[int, int]] | None = None  # where the passage reader's best answer in this
+    # sentence's passage lies: (which sentence, document offsets); None where it did not read the passage
 
 
 @lru_cache(maxsize=1)

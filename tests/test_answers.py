@@ -215,6 +215,31 @@ def test_the_runner_up_next_to_the_best_sentence_is_quoted_with_it_when_nearly_a
     assert len(quotes) == 2 and "forty minutes" in quotes[0] and "Bicycles" in quotes[1]  # quoted once, not again
 
 
+def test_the_neighbour_holding_the_passage_readers_best_answer_joins_the_first_quote_and_is_marked(tmp_path):
+    from app.answer import select_quotes
+    from app.scoring import Candidate
+
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "ferry.txt").write_text(FERRY, encoding="utf-8")
+    qa = QA(Settings(corpus=tmp_path / "corpus", index=tmp_path / "index"), HashEmbedder(), reader=None)
+    qa.build()
+    store = qa.store()
+    hit = qa.search("How long is the crossing?").hits[0]
+    sentences = store.chunks[hit.row].sentences
+    own = (sentences[1][0], sentences[1][0] + len("Tickets"))
+
+    def first(reader_best: int, phrase: str) -> tuple[str, tuple[int, int] | None]:
+        at = FERRY.index(phrase)
+        best = Candidate(2.0, 0, hit, 1, span=own, passage_best=(reader_best, (at, at + len(phrase))))
+        citation = select_quotes(store, [best, Candidate(0.0, 0, hit, 3)], qa.settings.answer)[0]
+        return citation.quote, citation.answer
+
+    quote, answer = first(2, "forty minutes")  # the reader's best answer in the next sentence: joined, marked
+    assert quote == FERRY[sentences[1][0]:sentences[2][1]] and FERRY[slice(*answer)] == "forty minutes"
+    quote, answer = first(3, "free of charge")  # two sentences on: the best sentence alone, its own mark
+    assert quote == FERRY[slice(*sentences[1])] and answer == own
+
+
 def test_a_supporting_quote_never_stops_at_a_colon(tmp_path):
     """A run-in label ("Space Cooperation:") is quoted with its sentence, and "... as follows:" whose list its
     passage does not hold is no supporting quote at all."""

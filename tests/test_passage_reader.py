@@ -222,6 +222,22 @@ def test_the_passage_readers_mark_moves_the_sentence_that_answers_in_context_to_
     assert read.confidence == alone.confidence  # abstention stays the sentence reader's: the mark moves the quote
 
 
+def test_the_sentence_next_to_the_first_quote_where_the_passage_reader_found_its_answer_joins_it(tmp_path):
+    """The sentence that restates the question ranks first; the answer is in the next one ("This hypothesis is
+    called ..."): the quote takes both and marks the answer there."""
+    settings = make_settings(tmp_path)
+    text = ("# Complexity\n\nThe class P is often seen as a mathematical abstraction of efficient computation. "
+            "This hypothesis is called the Cobham thesis. Many problems in NP have no known fast algorithm.\n")
+    (settings.corpus / "complexity.md").write_text(text, encoding="utf-8")
+    qa = QA(settings.with_answer(passage_weight=0.001, abstain_below=0.0), HashEmbedder(), reader=NeutralReader(),
+            passage_reader=PhrasePassageReader("Cobham thesis"))
+    qa.build()
+    first = qa.ask("Which hypothesis sees the class P as a mathematical abstraction of efficient computation?").citations[0]
+    assert first.quote == ("The class P is often seen as a mathematical abstraction of efficient computation. "
+                           "This hypothesis is called the Cobham thesis.")
+    assert text[slice(*first.answer)] == "Cobham thesis"
+
+
 def test_the_passage_reader_also_reads_retrievals_best_passage_when_the_scorer_ranks_its_sentences_lower():
     from app.answer import passages_to_read
     from app.records import Hit
