@@ -238,9 +238,19 @@ def test_the_reader_reads_more_only_where_it_is_sure_of_none_it_read(tmp_path):
     qa.build()
     sure = qa.ask("Which session did the chair open with Okafor")
     unsure = qa.ask("Which session did the chair open with zebras")
-    assert reader.read_counts == {"Which session did the chair open with Okafor": 1,
-                                  "Which session did the chair open with zebras": 3}
+    assert reader.read_counts == {"Which session did the chair open with Okafor?": 1,  # read as a question
+                                  "Which session did the chair open with zebras?": 3}
     assert "okafor" in sure.citations[0].quote.lower() and unsure.abstained
+    assert sure.question == "Which session did the chair open with Okafor"  # the answer keeps it as typed
+
+
+def test_a_search_query_is_read_as_a_question():
+    from app.qa import as_question
+
+    assert as_question("who chaired the summit") == "who chaired the summit?"
+    assert as_question("Who chaired the summit?") == "Who chaired the summit?"
+    assert as_question("Tell me about the summit.") == "Tell me about the summit."
+    assert as_question('"AOIP"') == '"AOIP"' and as_question("") == ""
 
 
 @pytest.mark.slow
