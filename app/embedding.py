@@ -14,6 +14,7 @@ import json
 import os
 import re
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Protocol, Sequence
 
@@ -23,6 +24,9 @@ from .lexical import STOPWORDS
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 QUERY_TOWER_FILE = Path(__file__).with_name("models") / "query_tower.safetensors"  # train/query_tower.py
+# texts whose word pieces stay tokenized: a question's twenty passages hold some 150 sentences, mostly the same
+# ones question after question (tokenizing them was a tenth of an answer's time); a few MB at most
+WORD_IDS_CACHED = 20_000
 
 
 def bundled_model_path() -> Path:
@@ -63,6 +67,7 @@ class SentenceTransformerEmbedder:
         self._word_table: tuple[np.ndarray, np.ndarray] | None = None
         self._word_tokenizer = None
         self._word_lock = threading.Lock()
+        self._word_ids: OrderedDict[str, np.ndarray] = OrderedDict()  # text -> its content word pieces' ids
 
     @property
     def model(self):
@@ -129,8 +134,17 @@ class SentenceTransformerEmbedder:
         if not texts:
             return []
         with self._word_lock:  # a fast tokenizer's padding settings are shared state: one caller at a time
-            pieces = self._word_tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-        return [table[[i for i in ids if content[i]]] for ids in pieces]
+            known = self._word_ids
+            new = [text for text in dict.fromkeys(texts) if text not in known]
+            if new:
+                for text, ids in zip(new, self._word_tokenizer(new, add_special_tokens=False)["input_ids"]):
+                    known[text] = np.array([i for i in ids if content[i]], dtype=np.int64)
+            for text in texts:
+                known.move_to_end(text)
+            found = [known[text] for text in texts]
+            while len(known) > WORD_IDS_CACHED:
+                known.popitem(last=False)
+        return [table[ids] for ids in found]
 
     def _words(self) -> tuple[np.ndarray, np.ndarray]:
         if self._word_table is None:

@@ -48,13 +48,19 @@ HASH_ON_LOAD_BYTES = 32 << 20  # larger artefacts are checked by size on load: h
 
 class ChunkTable(Sequence):
     """The passages of a build, parsed from chunks.jsonl when a row is read: a million `Chunk`s held as
-    objects would cost seconds to load and gigabytes to keep. Rows naming a document outside the manifest's
-    files are refused when read (an index may come from anyone)."""
+    objects would cost seconds to load and gigabytes to keep. The last `CACHED_ROWS` read stay parsed: one
+    question reads its twenty passages some 150 times, and the next question mostly the same ones. Rows
+    naming a document outside the manifest's files are refused when read (an index may come from anyone)."""
+
+    CACHED_ROWS = 4096  # a few MB of passages
 
     def __init__(self, path: Path, offsets: np.ndarray, files: dict) -> None:
         self._offsets = offsets
         self._files = files
         self._file = OpenFile(path)
+        # no reference back to the table, so a replaced build's table is freed (and its file closed) at once
+        self._parsed = functools.lru_cache(maxsize=self.CACHED_ROWS)(
+            functools.partial(_read_chunk, self._file, offsets, files))
 
     def __len__(self) -> int:
         return len(self._offsets) - 1
@@ -66,15 +72,20 @@ class ChunkTable(Sequence):
             row += len(self)
         if not 0 <= row < len(self):
             raise IndexError(row)
-        start = int(self._offsets[row])
-        line = self._file.read(start, int(self._offsets[row + 1]) - start)
-        try:
-            chunk = chunk_from_json(json.loads(line))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise IndexMismatch(f"index record {row} cannot be read ({exc}); {REBUILD_FULL}") from None
-        if chunk.doc not in self._files:
-            raise IndexMismatch(f"index record {row} names a document outside its corpus; {REBUILD_FULL}")
-        return chunk
+        return self._parsed(int(row))
+
+
+def _read_chunk(file: OpenFile, offsets: np.ndarray, files: dict, row: int) -> Chunk:
+    """Row `row` of chunks.jsonl, parsed and checked."""
+    start = int(offsets[row])
+    line = file.read(start, int(offsets[row + 1]) - start)
+    try:
+        chunk = chunk_from_json(json.loads(line))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise IndexMismatch(f"index record {row} cannot be read ({exc}); {REBUILD_FULL}") from None
+    if chunk.doc not in files:
+        raise IndexMismatch(f"index record {row} names a document outside its corpus; {REBUILD_FULL}")
+    return chunk
 
 
 @dataclass

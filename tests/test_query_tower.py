@@ -56,6 +56,20 @@ def test_the_shipped_tower_loads_offline_without_pickle_and_shares_the_untrained
     assert fresh.query_id.endswith(manifest["name"]) and manifest["data"]["licence"] == "CC BY-SA 4.0"
 
 
+def test_word_vectors_are_the_same_tokenized_afresh_from_the_kept_ids_and_after_they_are_dropped(monkeypatch):
+    import app.embedding
+
+    texts = ["The Normans gave their name to Normandy.", "Funding was announced in May."]
+    fresh = SentenceTransformerEmbedder()
+    first = fresh.word_vectors(texts)
+    assert [len(v) for v in first] == [4, 2]  # content word pieces only: no "the", "their", "was", "in", "may"
+    kept = fresh.word_vectors(texts[::-1])
+    assert all(np.array_equal(a, b) for a, b in zip(first, kept[::-1]))
+    monkeypatch.setattr(app.embedding, "WORD_IDS_CACHED", 1)
+    again = fresh.word_vectors(["Another sentence entirely.", texts[0]])
+    assert np.array_equal(again[1], first[0]) and list(fresh._word_ids) == [texts[0]]  # the last one used stays
+
+
 def test_question_vectors_find_the_answering_sentence_among_the_bundled_models_sentence_vectors(real):
     sentences = [
         "The meeting took place in Kuala Lumpur on 26 October 2025.",

@@ -8,6 +8,7 @@ import json
 import os
 import pickle
 import time
+import weakref
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -83,14 +84,18 @@ def test_loaded_store_matches_what_was_written(fake_qa):
     folder = current_folder(fake_qa)
     store = load_store(fake_qa.settings.index, "test/hash-embedder", 64)
     assert store.folder == folder
+    # the dense index finds a passage's own vector first
+    row = next(i for i, c in enumerate(store.chunks) if "Gull Island" in c.text)
+    assert store.search_dense(store.chunk_vectors[row], 1)[0][0] == row
     assert np.array_equal(store.chunk_vectors, np.load(folder / "chunk_vectors.npy", allow_pickle=False))
     assert [c.text for c in store.chunks] == [
         json.loads(line)["text"] for line in (folder / "chunks.jsonl").read_text(encoding="utf-8").splitlines()
     ]
     assert store.titles["harbour-report.pdf"] == "Harbour Report"
-    # the dense index finds a passage's own vector first
-    row = next(i for i, c in enumerate(store.chunks) if "Gull Island" in c.text)
-    assert store.search_dense(store.chunk_vectors[row], 1)[0][0] == row
+    assert store.chunks[0] is store.chunks[0] and store.chunks[-1] is store.chunks[len(store.chunks) - 1]  # kept
+    table = weakref.ref(store.chunks)
+    del store
+    assert table() is None  # freed at once, with its open file: nothing it keeps points back at it
 
 
 def test_no_pickle_in_any_build_file(fake_qa):
