@@ -225,8 +225,8 @@ class QA:
         for (question, context, follow_up, own, earlier), question_words in zip(plans, words):
             vectors = embedded[at:at + 1 + len(earlier)]
             at += 1 + len(earlier)
-            asked = " ".join(map(as_question, [question, *context]))  # the conversation, each turn a question
-            query = acronyms.expand(asked, store.acronyms) if follow_up else own
+            conversation = " ".join(map(as_question, [question, *context]))  # each turn read as a question
+            query = acronyms.expand(conversation, store.acronyms) if follow_up else own
             vector = vectors[0] + FOLLOW_UP_WEIGHT * vectors[1:].sum(axis=0) if follow_up else vectors[0]
             boost = None
             if follow_up:

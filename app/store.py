@@ -56,11 +56,9 @@ class ChunkTable(Sequence):
 
     def __init__(self, path: Path, offsets: np.ndarray, files: dict) -> None:
         self._offsets = offsets
-        self._files = files
-        self._file = OpenFile(path)
         # no reference back to the table, so a replaced build's table is freed (and its file closed) at once
         self._parsed = functools.lru_cache(maxsize=self.CACHED_ROWS)(
-            functools.partial(_read_chunk, self._file, offsets, files))
+            functools.partial(_read_chunk, OpenFile(path), offsets, files))
 
     def __len__(self) -> int:
         return len(self._offsets) - 1
