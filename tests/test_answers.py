@@ -185,16 +185,20 @@ FERRY = ("The ferry leaves the north pier every morning at seven o'clock sharp. 
          "Bicycles travel free of charge on the lower deck of the ferry.\n")
 
 
-def test_the_runner_up_next_to_the_best_sentence_is_quoted_with_it_when_nearly_as_likely(tmp_path):
-    from app.answer import quote_span, select_quotes
-    from app.scoring import Candidate
-
+def ferry(tmp_path: Path):
+    """The ferry text indexed alone (fake embedder, no reader): the QA, its store and the one passage's hit."""
     (tmp_path / "corpus").mkdir()
     (tmp_path / "corpus" / "ferry.txt").write_text(FERRY, encoding="utf-8")
     qa = QA(Settings(corpus=tmp_path / "corpus", index=tmp_path / "index"), HashEmbedder(), reader=None)
     qa.build()
-    store = qa.store()
-    hit = qa.search("When does the ferry leave?").hits[0]
+    return qa, qa.store(), qa.search("When does the ferry leave?").hits[0]
+
+
+def test_the_runner_up_next_to_the_best_sentence_is_quoted_with_it_when_nearly_as_likely(tmp_path):
+    from app.answer import quote_span, select_quotes
+    from app.scoring import Candidate
+
+    qa, store, hit = ferry(tmp_path)
     sentences = store.chunks[hit.row].sentences
     assert len(sentences) == 4
 
@@ -219,12 +223,7 @@ def test_the_neighbour_holding_the_passage_readers_best_answer_joins_the_first_q
     from app.answer import select_quotes
     from app.scoring import Candidate
 
-    (tmp_path / "corpus").mkdir()
-    (tmp_path / "corpus" / "ferry.txt").write_text(FERRY, encoding="utf-8")
-    qa = QA(Settings(corpus=tmp_path / "corpus", index=tmp_path / "index"), HashEmbedder(), reader=None)
-    qa.build()
-    store = qa.store()
-    hit = qa.search("How long is the crossing?").hits[0]
+    qa, store, hit = ferry(tmp_path)
     sentences = store.chunks[hit.row].sentences
     own = (sentences[1][0], sentences[1][0] + len("Tickets"))
 
