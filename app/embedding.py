@@ -25,7 +25,7 @@ from .lexical import STOPWORDS
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 QUERY_TOWER_FILE = Path(__file__).with_name("models") / "query_tower.safetensors"  # train/query_tower.py
 # texts whose word pieces stay tokenized: a question's twenty passages hold some 150 sentences, mostly the same
-# ones question after question (tokenizing them was a tenth of an answer's time); a few MB at most
+# ones question after question (tokenizing them was a tenth of an answer's time); about 12 MB when full
 WORD_IDS_CACHED = 20_000
 
 
