@@ -51,12 +51,17 @@ def learn(texts: Iterable[str]) -> dict[str, str]:
 
 
 def expand(query: str, acronyms: dict[str, str]) -> str:
-    """The query plus the other spelling of every acronym or long form it mentions."""
+    """The query plus the other spelling of every acronym or long form it mentions. A query typed all in lower
+    case, as into a search box ("acpheed full name"), names acronyms in lower case too: there, those of three
+    letters or more match whatever their case (two-letter ones would match words: "or", "it", "us")."""
     extra: list[str] = []
     lowered = " ".join(query.lower().split())
+    typed_lower = query == query.lower()
     for acronym, long_form in acronyms.items():
-        if re.search(rf"\b{re.escape(acronym)}\b", query) and long_form.lower() not in lowered:
+        flags = re.I if typed_lower and len(acronym) >= 3 else 0
+        named = re.search(rf"\b{re.escape(acronym)}\b", query, flags)
+        if named and long_form.lower() not in lowered:
             extra.append(long_form)
-        elif long_form.lower() in lowered and not re.search(rf"\b{re.escape(acronym)}\b", query):
+        elif long_form.lower() in lowered and not named:
             extra.append(acronym)
     return query if not extra else f"{query} ({'; '.join(extra)})"

@@ -112,6 +112,14 @@ def test_acronyms_are_learned_from_the_corpus_and_expand_both_ways():
     assert "FOSI" in acronyms.expand("What does the free and open seas initiative publish?", learned)
 
 
+def test_a_query_typed_in_lower_case_names_acronyms_in_lower_case():
+    learned = {"FOSI": "Free and Open Seas Initiative", "OR": "operating room"}
+    assert acronyms.expand("fosi publications", learned) == "fosi publications (Free and Open Seas Initiative)"
+    with_or = "what is fosi or the like"  # "or" is no acronym here: two letters match only as typed
+    assert acronyms.expand(with_or, learned) == f"{with_or} (Free and Open Seas Initiative)"
+    assert acronyms.expand("What does fosi publish?", learned) == "What does fosi publish?"  # capitals typed: as typed
+
+
 def test_an_acronym_question_finds_text_that_uses_the_long_form(tmp_path):
     """With a bag-of-words fake there is no semantic help: only the learned expansion can match."""
     corpus = tmp_path / "corpus"
