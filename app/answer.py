@@ -198,16 +198,19 @@ def first_quote_span(store: Store, candidates: list[Candidate],
     start, end = quote_span(store, best)
     answer = best.span
     sentences = store.chunks[best.hit.row].sentences
+
+    def joined(neighbour: int) -> tuple[int, int] | None:
+        """The quote with that sentence of the passage added, while it stays a quote."""
+        s, e = sentences[neighbour]
+        return (min(start, s), max(end, e)) if max(end, e) - min(start, s) < MAX_JOINED_CHARS else None
+
     runner_up = candidates[1] if len(candidates) > 1 else None
     if (runner_up is not None and runner_up.hit.row == best.hit.row and abs(runner_up.index - best.index) == 1
-            and _supports(runner_up, best, best_prior)):
-        s, e = sentences[runner_up.index]
-        if max(end, e) - min(start, s) < MAX_JOINED_CHARS:
-            start, end = min(start, s), max(end, e)
-    if best.passage_best is not None and abs(best.passage_best[0] - best.index) == 1:
-        s, e = sentences[best.passage_best[0]]
-        if max(end, e) - min(start, s) < MAX_JOINED_CHARS:
-            start, end, answer = min(start, s), max(end, e), best.passage_best[1]
+            and _supports(runner_up, best, best_prior) and (span := joined(runner_up.index))):
+        start, end = span
+    if best.passage_best is not None and abs(best.passage_best[0] - best.index) == 1 and (
+            span := joined(best.passage_best[0])):
+        (start, end), answer = span, best.passage_best[1]
     return start, end, answer
 
 

@@ -240,11 +240,11 @@ def blocks(text: str) -> list[Block]:
             current, prev = lines[k], lines[k - 1]
             prev_end = prev.rstrip(" \t\xa0*")
             ends = prev_end.endswith((".", "!", "?", ":", ";", "\"", "”")) or _standalone(prev, current)
-            after = (lines[k + 1:] or [""])[0]
-            heading = _standalone(current, after) and not _wrapped(current, after, width)
-            runs_on = _wrapped(prev, current, width) and not heading
+            if ends and _wrapped(prev, current, width):  # the wrap ended it: it runs on, unless a heading follows
+                after = (lines[k + 1:] or [""])[0]
+                ends = _standalone(current, after) and not _wrapped(current, after, width)
             if (text[starts[k] - 1] != "\n" or LIST_MARKER.match(current) or _MD_HEADING.match(current.strip())
-                    or (ends and not runs_on)):
+                    or ends):
                 item_starts.append(starts[k])
         for i, s in enumerate(item_starts):
             e = item_starts[i + 1] if i + 1 < len(item_starts) else p_end
