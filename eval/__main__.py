@@ -27,7 +27,7 @@ from app.settings import Settings
 
 from .metrics import MAX_FALSE_ABSTENTION, Result
 from .plot import abstention_plot, hit_at_k_plot
-from .questions import QuestionFileError, load_questions, select
+from .questions import QuestionFileError, as_keywords, load_questions, select
 from .report import build_report, console, markdown
 from .runner import Configuration, ask_all, configurations
 
@@ -53,6 +53,8 @@ def parser() -> argparse.ArgumentParser:
                    "baselines on the same questions")
     p.add_argument("--sweep", action="store_true", help="print the abstention trade-off for every threshold")
     p.add_argument("--failures", action="store_true", help="print every failure, not only the first ones")
+    p.add_argument("--as-keywords", action="store_true", help="ask each single question as a search-box query: "
+                   "its content words in lower case, without question words or punctuation (a robustness probe)")
     p.add_argument("--max-false-abstention", type=float, default=MAX_FALSE_ABSTENTION, metavar="RATE",
                    help="the sweep's bound on declined answerable dev questions (default %(default)s)")
     return p
@@ -96,6 +98,8 @@ def evaluate(args, embedder: Embedder | None) -> int:
     questions = select(load_questions(questions_file), args.split, args.limit)
     if not questions:
         raise QuestionFileError(f"no {args.split} questions in {questions_file}")
+    if args.as_keywords:
+        questions = as_keywords(questions)
     embedder = embedder or default_embedder()
     configs = configurations(settings) if args.compare else [Configuration("full system", settings)]
     runs: dict[str, list[Result]] = {}
@@ -112,7 +116,8 @@ def evaluate(args, embedder: Embedder | None) -> int:
     results = runs["full system"]
     meta = {
         "dataset": dataset, "questions_file": str(questions_file), "corpus": str(settings.corpus),
-        "index": str(settings.index), "split": args.split, "limit": args.limit, "model": embedder.model_id,
+        "index": str(settings.index), "split": args.split, "limit": args.limit,
+        "as_keywords": args.as_keywords, "model": embedder.model_id,
         "answer_settings": asdict(settings.answer), "abstain_below": threshold,
         "chunking": settings.chunking.to_json(), "code": code_fingerprint(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -8,10 +8,12 @@ A malformed line is an error naming the file and line, never a silently skipped 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from app.errors import VerbatimError
+from app.lexical import STOPWORDS
 
 SPLITS = ("dev", "test")
 
@@ -90,3 +92,24 @@ def select(questions: list[Question], split: str = "all", limit: int | None = No
     """The questions of one split ("dev", "test" or "all"), the first `limit` of them if given."""
     chosen = questions if split == "all" else [q for q in questions if q.split == split]
     return chosen[:limit] if limit else chosen
+
+
+_WORD = re.compile(r"\w+(?:[-']\w+)*", re.UNICODE)
+_ABBREVIATION_DOT = re.compile(r"(?<=\b\w)\.(?=\w\b)")  # U.S. -> US.
+_POSSESSIVE = re.compile(r"'s\b")
+_KEPT = frozenset({"name", "list", "said"})  # function words to a reader, what a query is about to a user
+
+
+def keyword_query(text: str) -> str:
+    """A question as typed into a search box: its content words in lower case, without question words,
+    function words, possessive 's or punctuation ("From what countries did the Norse originate?" ->
+    "countries norse originate"). A question of function words only stays as it is."""
+    words = _WORD.findall(_POSSESSIVE.sub("", _ABBREVIATION_DOT.sub("", text).lower()))
+    kept = [w for w in words if w not in STOPWORDS or w in _KEPT]
+    return " ".join(kept) if kept else text
+
+
+def as_keywords(questions: list[Question]) -> list[Question]:
+    """Each single question as its keyword query (`keyword_query`); conversations stay as written, since a
+    follow-up's pointing words are what makes it one."""
+    return [q if q.is_conversation else replace(q, question=keyword_query(q.question)) for q in questions]

@@ -16,7 +16,7 @@ from eval.__main__ import SEED_QUESTIONS, main
 from eval.metrics import (
     Result, choose_threshold, contains_gold, declined, failures, score, sweep, thresholds,
 )
-from eval.questions import Question, QuestionFileError, load_questions, select
+from eval.questions import Question, QuestionFileError, as_keywords, keyword_query, load_questions, select
 from eval.runner import ask_all
 
 # The regression gate on the seed test split (real model, the readout's own questions), in one place. Measured
@@ -148,6 +148,27 @@ def test_question_file_with_a_conversation_and_splits(tmp_path):
     assert [q.id for q in select(questions, "all", limit=2)] == ["1", "2"]
 
 
+@pytest.mark.parametrize("question, query", [
+    ("From what countries did the Norse originate?", "countries norse originate"),
+    ("What is Beyonce's middle name?", "beyonce middle name"),  # "name" is what the query is about
+    ("What was the U.S. GDP in 1990?", "us gdp 1990"),
+    ("How many people live in Hong-Kong?", "many people live hong-kong"),
+    ("Who is he?", "Who is he?"),  # nothing but function words: kept as asked
+])
+def test_a_keyword_query_is_what_a_user_types_into_a_search_box(question, query):
+    assert keyword_query(question) == query
+
+
+def test_as_keywords_turns_single_questions_into_queries_and_leaves_conversations_as_written(tmp_path):
+    questions = load_questions(write_lines(tmp_path / "q.jsonl", [
+        {"id": "1", "question": "Who chaired the summit?", "answers": ["Anwar"], "split": "dev"},
+        {"id": "2", "turns": ["What is the Institute?", "How many will it sponsor?"], "answers": ["up to 30"]},
+    ]))
+    single, conversation = as_keywords(questions)
+    assert single.question == "chaired summit" and single.answers == ("Anwar",) and single.split == "dev"
+    assert conversation == questions[1]
+
+
 @pytest.mark.parametrize("line, message", [
     ('{"id": "1", "question": "Where?"}', "line 2: an answerable question needs"),
     ('{"id": "1", "question": "Where?", "answers": ["x"], "split": "train"}', 'line 2: "split" must be'),
@@ -251,6 +272,18 @@ def test_replayed_abstention_matches_the_system_at_that_threshold(tiny_set, tmp_
     assert [declined(r, threshold) for r in never] == [r.answer.abstained for r in real]
     assert any(r.answer.abstained for r in real) and not all(r.answer.abstained for r in real)
     assert [r.answer.citations[0].quote for r in never] == [r.answer.citations[0].quote for r in real]
+
+
+def test_eval_as_keywords_asks_the_keyword_queries(tiny_set, tmp_path, capsys):
+    corpus, questions = tiny_set
+    results_path, report_dir = tmp_path / "results.jsonl", tmp_path / "report"
+    assert main(["--questions", str(questions), "--corpus", str(corpus), "--index", str(tmp_path / "index"),
+                 "--as-keywords", "--results", str(results_path), "--report", str(report_dir)],
+                embedder=HashEmbedder()) == 0
+    asked = [json.loads(line)["question"] for line in results_path.read_text(encoding="utf-8").splitlines()]
+    assert asked == [q["turns"][-1] if "turns" in q else keyword_query(q["question"]) for q in QUESTIONS]
+    assert json.loads((report_dir / "report.json").read_text(encoding="utf-8"))["as_keywords"] is True
+    capsys.readouterr()
 
 
 @pytest.mark.parametrize("argv, message", [

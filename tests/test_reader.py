@@ -46,6 +46,19 @@ def test_a_tiny_training_run_writes_weights_and_manifest_and_resumes_to_the_same
         assert np.allclose(again[key].astype(np.float32), weights[key].astype(np.float32), atol=2e-3), key
 
 
+def test_keyword_rate_asks_that_share_of_training_questions_as_search_queries_and_leaves_dev_as_written():
+    from train.examples import load_examples, search_query
+
+    plain_train, plain_dev = load_examples(TINY_SQUAD, seed=3, swap_rate=1.0)
+    train_set, dev = load_examples(TINY_SQUAD, seed=3, swap_rate=1.0, keyword_rate=1.0)
+    assert dev == plain_dev and len(train_set) == len(plain_train)
+    for plain, keyworded in zip(plain_train, train_set):  # the same examples in the same order, only asked so
+        assert [p.candidate for p in keyworded.pairs] == [p.candidate for p in plain.pairs]
+        assert [p.question for p in keyworded.pairs] == [search_query(p.question) for p in plain.pairs]
+    assert search_query("From what countries did the Norse originate?") == "countries norse originate?"
+    assert load_examples(TINY_SQUAD, seed=3, keyword_rate=0.0) == load_examples(TINY_SQUAD, seed=3)
+
+
 def test_a_tiny_bfloat16_training_run_takes_the_steps_float32_takes(tmp_path):
     from safetensors.numpy import load_file
 

@@ -1,7 +1,8 @@
 """`python -m train`: train the reader (app/reader.py) on SQuAD v1.1 train and ship its weights.
 
     python -m train [--data FILE] [--steps N] [--layers L] [--seed S] [--max-minutes M] [--stop-at STEP]
-                    [--init WEIGHTS] [--swap-rate R] [--list-weight W] [--checkpoint DIR] [--out DIR]
+                    [--init WEIGHTS] [--swap-rate R] [--keyword-rate R] [--list-weight W] [--checkpoint DIR]
+                    [--out DIR]
                     [--dev-questions N]
 
 Seeded and resumable: every `--save-every` steps the trained parameters, the optimiser's moments and the
@@ -50,6 +51,8 @@ def parser() -> argparse.ArgumentParser:
                    "loss that calibrates the probability)")
     p.add_argument("--swap-rate", type=float, default=0.0, help="share of questions also asked with a name or "
                    "year swapped, against their own answer sentence (label: does not answer)")
+    p.add_argument("--keyword-rate", type=float, default=0.0, help="share of training questions asked as a "
+                   "search-box query, content words only (train.examples)")
     p.add_argument("--init", type=Path, default=None, help="start from these reader weights (a second stage)")
     checkpoint.add_run_options(p, ROOT / "train" / "checkpoints", ROOT / "app" / "models", save_every=200)
     p.add_argument("--dev-questions", type=int, default=400)
@@ -243,12 +246,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     use_cpu(args, "train")
     began = time.time()
     print(f"train: reading {args.data}", flush=True)
-    train, dev = load_examples(args.data, args.seed, swap_rate=args.swap_rate)
+    train, dev = load_examples(args.data, args.seed, swap_rate=args.swap_rate, keyword_rate=args.keyword_rate)
     per_step = args.questions_per_step
     if len(train) < per_step:
         raise SystemExit("train: too few training examples")
     print(f"train: {len(train):,} training questions, {len(dev):,} held-out dev questions", flush=True)
-    settings = {"layers": args.layers, "seed": args.seed, "steps": args.steps}
+    settings = {"layers": args.layers, "seed": args.seed, "steps": args.steps,
+                **({"keyword_rate": args.keyword_rate} if args.keyword_rate else {})}
     net, tok, optimizer, params, step, earlier, schedule = start_reader_run(args, settings, "train")
     net.train()
     started, seen = time.time(), 0

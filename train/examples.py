@@ -13,6 +13,9 @@ app will show. Per question:
 - with `swap_rate`, the positive sentence against the question with one of its names or years swapped for
   another ("capital of Malaysia" does not answer "What is the capital of Japan?"): the near miss that
   abstention has to catch.
+With `keyword_rate`, that share of training questions is asked as typed into a search box, its content words
+only ("countries norse originate", `eval.questions.keyword_query`): SQuAD's questions are all full sentences,
+and a reader that never saw a query without its question words reads one worse.
 "Most alike" is TF-IDF cosine over the index's own word tokens.
 """
 
@@ -22,7 +25,7 @@ import hashlib
 import json
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +33,8 @@ from scipy import sparse
 
 from app.chunking import split_sentences
 from app.lexical import tokens
+from app.qa import as_question
+from eval.questions import keyword_query
 
 
 @dataclass(frozen=True)
@@ -67,9 +72,9 @@ def is_dev_article(title: str) -> bool:
     return digest(title) % 20 == 0
 
 
-def load_examples(path: Path, seed: int, title_rate: float = 0.25,
-                  swap_rate: float = 0.0) -> tuple[list[Example], list[Example]]:
-    """(train, dev) examples from a SQuAD v1.1 JSON file, in a seeded order."""
+def load_examples(path: Path, seed: int, title_rate: float = 0.25, swap_rate: float = 0.0,
+                  keyword_rate: float = 0.0) -> tuple[list[Example], list[Example]]:
+    """(train, dev) examples from a SQuAD v1.1 JSON file, in a seeded order; dev's questions stay as written."""
     data = json.loads(Path(path).read_text(encoding="utf-8"))["data"]
     sentences: list[_Sentence] = []
     paragraphs: list[tuple[int, str, list[int]]] = []  # (article, context, sentence ids)
@@ -96,15 +101,28 @@ def load_examples(path: Path, seed: int, title_rate: float = 0.25,
     dev: list[Example] = []
     article_of = np.array([s.article for s in sentences])
     paragraph_of = np.array([s.paragraph for s in sentences])
+    keywords = random.Random(seed + 4)  # its own stream: keyword_rate 0 changes nothing
     for lo in range(0, len(questions), 2000):
         sims = (query[lo:lo + 2000] @ matrix.T).toarray()
         for k, (a, p, qa) in enumerate(questions[lo:lo + 2000]):
             example = _example(data, paragraphs, sentences, a, p, qa, sims[k], article_of, paragraph_of, rng,
                                title_rate, swapper)
-            if example:
-                (dev if is_dev_article(data[a]["title"]) else train).append(example)
+            if not example:
+                continue
+            if is_dev_article(data[a]["title"]):
+                dev.append(example)
+            elif keyword_rate > 0 and keywords.random() < keyword_rate:
+                train.append(replace(example, pairs=tuple(replace(pair, question=search_query(pair.question))
+                                                          for pair in example.pairs)))
+            else:
+                train.append(example)
     rng.shuffle(train)
     return train, dev
+
+
+def search_query(question: str) -> str:
+    """The question as a search-box query, as the app's models read it (`as_question` adds the "?")."""
+    return as_question(keyword_query(question))
 
 
 def _example(data, paragraphs, sentences, a, p, qa, sims, article_of, paragraph_of, rng, title_rate, swapper):
@@ -215,16 +233,17 @@ class PassageExample:
 NO_ANSWER_KINDS = ("look-alike", "elsewhere", "swapped")
 
 
-def load_passage_examples(path: Path, seed: int,
-                          no_answer_rate: float = 0.0) -> tuple[list[PassageExample], list[PassageExample]]:
+def load_passage_examples(path: Path, seed: int, no_answer_rate: float = 0.0,
+                          keyword_rate: float = 0.0) -> tuple[list[PassageExample], list[PassageExample]]:
     """(train, dev) passage examples from a SQuAD v1.1 JSON file, the same held-out articles as
     `load_examples`, in a seeded order. With `no_answer_rate`, that share of training questions becomes an
     example that no passage answers (dev gets it beside the answerable one), taking turns among three kinds
     of what abstention must catch: only the alike paragraph of its article, without its own (same topic, the
     answer not there); the most alike paragraph of another article (absent from the corpus); its own
     paragraph with a name or year of the question swapped for another ("capital of Malaysia" does not answer
-    "the capital of Japan"). The draws have their own random stream: rate 0 gives exactly the examples of
-    earlier stages."""
+    "the capital of Japan"). With `keyword_rate`, that share of training questions is asked as its keyword
+    query (as in `load_examples`). The draws have their own random streams: rate 0 gives exactly the examples
+    of earlier stages."""
     data = json.loads(Path(path).read_text(encoding="utf-8"))["data"]
     paragraphs: list[tuple[int, str]] = []  # (article, context)
     questions = []
@@ -237,6 +256,7 @@ def load_passage_examples(path: Path, seed: int,
     article_of = np.array([a for a, _ in paragraphs])
     draws = random.Random(seed + 2)
     swapper = _Swapper(data, random.Random(seed + 3), 1.0)
+    keywords = random.Random(seed + 4)
     turn = 0
     train: list[PassageExample] = []
     dev: list[PassageExample] = []
@@ -262,6 +282,8 @@ def load_passage_examples(path: Path, seed: int,
                 if none is not None and held_out:
                     dev.append(none)  # beside the question, not instead: dev's answerable ones stay those of rate 0
                 example = example if none is None or held_out else none
+            if not held_out and keyword_rate > 0 and keywords.random() < keyword_rate:
+                example = replace(example, question=search_query(example.question))
             (dev if held_out else train).append(example)
     random.Random(seed).shuffle(train)
     return train, dev

@@ -1,7 +1,7 @@
 """`python -m train.passage_reader`: the reader trained on whole passages (stage 13), from the sentence reader.
 
     python -m train.passage_reader [--init WEIGHTS] [--steps N] [--seed S] [--stop-at STEP] [--max-minutes M]
-                                   [--no-answer-rate R] [--checkpoint DIR] [--out DIR]
+                                   [--no-answer-rate R] [--keyword-rate R] [--checkpoint DIR] [--out DIR]
 
 The sentence reader reads one sentence at a time and cannot see that "This program dispatches young civil
 servants" answers a question about the program its passage named before. Here each question reads its own
@@ -51,6 +51,8 @@ def parser() -> argparse.ArgumentParser:
     checkpoint.add_run_options(p, ROOT / "train" / "checkpoints-passage", ROOT / "app" / "models", save_every=100)
     p.add_argument("--no-answer-rate", type=float, default=0.0,
                    help="share of questions that no passage answers (stage 16: the null answer, for abstention)")
+    p.add_argument("--keyword-rate", type=float, default=0.0, help="share of training questions asked as a "
+                   "search-box query, content words only (train.examples)")
     p.add_argument("--dev-questions", type=int, default=400)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.add_argument("--bf16", action="store_true", help="forward and backward in bfloat16 autocast")
@@ -165,13 +167,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     use_cpu(args, "train.passage_reader")
     began = time.time()
-    train, dev = load_passage_examples(args.data, args.seed, args.no_answer_rate)
+    train, dev = load_passage_examples(args.data, args.seed, args.no_answer_rate, args.keyword_rate)
     dev, dev_none = [ex for ex in dev if ex.span is not None], [ex for ex in dev if ex.span is None]
     if len(train) < args.questions_per_step:
         raise SystemExit("train.passage_reader: too few training examples")
     print(f"train.passage_reader: {len(train):,} training questions, {len(dev):,} held-out dev questions", flush=True)
     settings = {"layers": args.layers, "seed": args.seed, "steps": args.steps, "passages": True,
-                **({"no_answer_rate": args.no_answer_rate} if args.no_answer_rate else {})}
+                **({"no_answer_rate": args.no_answer_rate} if args.no_answer_rate else {}),
+                **({"keyword_rate": args.keyword_rate} if args.keyword_rate else {})}
     net, tok, optimizer, params, step, earlier, schedule = start_reader_run(args, settings, "train.passage_reader")
     net.train()
     per_step, started, seen = args.questions_per_step, time.time(), 0
