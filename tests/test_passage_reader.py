@@ -125,6 +125,18 @@ def test_questions_no_passage_answers_come_in_three_kinds_and_leave_dev_answerab
     assert kinds == {"look-alike", "elsewhere", "swapped"}
 
 
+def test_keyword_rate_asks_training_questions_as_search_queries_against_the_same_passages():
+    from tests.test_reader import TINY_SQUAD
+    from train.examples import load_passage_examples, search_query
+
+    plain_train, plain_dev = load_passage_examples(TINY_SQUAD, seed=2)
+    train_set, dev = load_passage_examples(TINY_SQUAD, seed=2, keyword_rate=1.0)
+    assert dev == plain_dev and len(train_set) == len(plain_train)
+    for plain, keyworded in zip(plain_train, train_set):
+        assert keyworded.question == search_query(plain.question) != plain.question
+        assert (keyworded.passages, keyworded.span) == (plain.passages, plain.span)
+
+
 def test_a_tiny_training_run_writes_weights_and_manifest_and_resumes_to_the_same_weights(tmp_path):
     from safetensors.numpy import load_file
 
