@@ -2,8 +2,7 @@
 
     python -m train [--data FILE] [--steps N] [--layers L] [--seed S] [--max-minutes M] [--stop-at STEP]
                     [--init WEIGHTS] [--swap-rate R] [--keyword-rate R] [--list-weight W] [--checkpoint DIR]
-                    [--out DIR]
-                    [--dev-questions N]
+                    [--out DIR] [--dev-questions N]
 
 Seeded and resumable: every `--save-every` steps the trained parameters, the optimiser's moments and the
 step go to `--checkpoint` (safetensors + JSON, never pickle); the same command continues from there. The

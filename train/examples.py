@@ -15,7 +15,7 @@ app will show. Per question:
   abstention has to catch.
 With `keyword_rate`, that share of training questions is asked as typed into a search box, its content words
 only ("countries norse originate", `eval.questions.keyword_query`): SQuAD's questions are all full sentences,
-and a reader that never saw a query without its question words reads one worse.
+and search queries are not (stage 18 in the README: +1.2 points of mean dev hit@1 on keyword queries).
 "Most alike" is TF-IDF cosine over the index's own word tokens.
 """
 
