@@ -274,7 +274,7 @@ def test_replayed_abstention_matches_the_system_at_that_threshold(tiny_set, tmp_
     assert [r.answer.citations[0].quote for r in never] == [r.answer.citations[0].quote for r in real]
 
 
-def test_eval_as_keywords_asks_the_keyword_queries(tiny_set, tmp_path, capsys):
+def test_eval_as_keywords_asks_the_keyword_queries(tiny_set, tmp_path):
     corpus, questions = tiny_set
     results_path, report_dir = tmp_path / "results.jsonl", tmp_path / "report"
     assert main(["--questions", str(questions), "--corpus", str(corpus), "--index", str(tmp_path / "index"),
@@ -283,7 +283,6 @@ def test_eval_as_keywords_asks_the_keyword_queries(tiny_set, tmp_path, capsys):
     asked = [json.loads(line)["question"] for line in results_path.read_text(encoding="utf-8").splitlines()]
     assert asked == [q["turns"][-1] if "turns" in q else keyword_query(q["question"]) for q in QUESTIONS]
     assert json.loads((report_dir / "report.json").read_text(encoding="utf-8"))["as_keywords"] is True
-    capsys.readouterr()
 
 
 @pytest.mark.parametrize("argv, message", [

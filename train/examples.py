@@ -101,7 +101,7 @@ def load_examples(path: Path, seed: int, title_rate: float = 0.25, swap_rate: fl
     dev: list[Example] = []
     article_of = np.array([s.article for s in sentences])
     paragraph_of = np.array([s.paragraph for s in sentences])
-    keywords = random.Random(seed + 4)  # its own stream: keyword_rate 0 changes nothing
+    as_keywords = _keyword_draws(seed, keyword_rate)
     for lo in range(0, len(questions), 2000):
         sims = (query[lo:lo + 2000] @ matrix.T).toarray()
         for k, (a, p, qa) in enumerate(questions[lo:lo + 2000]):
@@ -111,13 +111,20 @@ def load_examples(path: Path, seed: int, title_rate: float = 0.25, swap_rate: fl
                 continue
             if is_dev_article(data[a]["title"]):
                 dev.append(example)
-            elif keyword_rate > 0 and keywords.random() < keyword_rate:
+            elif as_keywords():
                 train.append(replace(example, pairs=tuple(replace(pair, question=search_query(pair.question))
                                                           for pair in example.pairs)))
             else:
                 train.append(example)
     rng.shuffle(train)
     return train, dev
+
+
+def _keyword_draws(seed: int, rate: float):
+    """Whether the next training question is asked as its search query: a draw from its own random stream, so
+    rate 0 leaves every other draw, and the examples, as they were."""
+    draws = random.Random(seed + 4)
+    return lambda: rate > 0 and draws.random() < rate
 
 
 def search_query(question: str) -> str:
@@ -256,7 +263,7 @@ def load_passage_examples(path: Path, seed: int, no_answer_rate: float = 0.0,
     article_of = np.array([a for a, _ in paragraphs])
     draws = random.Random(seed + 2)
     swapper = _Swapper(data, random.Random(seed + 3), 1.0)
-    keywords = random.Random(seed + 4)
+    as_keywords = _keyword_draws(seed, keyword_rate)
     turn = 0
     train: list[PassageExample] = []
     dev: list[PassageExample] = []
@@ -282,7 +289,7 @@ def load_passage_examples(path: Path, seed: int, no_answer_rate: float = 0.0,
                 if none is not None and held_out:
                     dev.append(none)  # beside the question, not instead: dev's answerable ones stay those of rate 0
                 example = example if none is None or held_out else none
-            if not held_out and keyword_rate > 0 and keywords.random() < keyword_rate:
+            if not held_out and as_keywords():
                 example = replace(example, question=search_query(example.question))
             (dev if held_out else train).append(example)
     random.Random(seed).shuffle(train)
