@@ -126,7 +126,6 @@ def test_questions_no_passage_answers_come_in_three_kinds_and_leave_dev_answerab
 
 
 def test_keyword_rate_asks_training_questions_as_search_queries_against_the_same_passages():
-    from tests.test_reader import TINY_SQUAD
     from train.examples import load_passage_examples, search_query
 
     plain_train, plain_dev = load_passage_examples(TINY_SQUAD, seed=2)

@@ -27,6 +27,7 @@ import random
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from scipy import sparse
@@ -120,7 +121,7 @@ def load_examples(path: Path, seed: int, title_rate: float = 0.25, swap_rate: fl
     return train, dev
 
 
-def _keyword_draws(seed: int, rate: float):
+def _keyword_draws(seed: int, rate: float) -> Callable[[], bool]:
     """Whether the next training question is asked as its search query: a draw from its own random stream, so
     rate 0 leaves every other draw, and the examples, as they were."""
     draws = random.Random(seed + 4)
